@@ -1,0 +1,1 @@
+"""evalsuite: the evaluation engine of ttt-omni (tasks, runner, results store, gate, human eval)."""

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Creates .venv with the project and its test dependencies. Idempotent; safe to re-run.
+# torch is pinned to 2.13.0 first so pip takes the CPU wheel instead of downloading a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"

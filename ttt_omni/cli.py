@@ -1,0 +1,27 @@
+"""`ttt-omni` command line: model conversion, training, chat. Subcommands are added by their modules."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ttt_omni import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ttt-omni", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ttt-omni {__version__}")
+    parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
