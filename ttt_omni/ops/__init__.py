@@ -1,0 +1,59 @@
+"""TTT scans as pure tensor functions. `ttt_linear` / `ttt_mlp` validate, pick a backend and compute in the state's
+float32 (autocast off): every backend gives the same results.
+
+Arguments (B batch, H heads, T tokens, F head dim, K mini-batch size):
+    xq, xk, xv   [B,H,T,F]   queries, keys, values (RoPE already applied)
+    lr           [B,H,T]     per-token inner learning rate (base_lr * sigmoid(x w + b) / F)
+    token_scale  [K]         per-position scale inside a mini-batch (1/i plus a learnable offset, >= 0)
+    ln_weight, ln_bias [H,F] the inner model's layer norm
+    state        TTTState    initial state; the returned one continues the sequence exactly
+Returns (out [B,H,T,F] in xq's dtype, final TTTState). out_t = q_t + LN(f_t(q_t)).
+Backends: "chunked" (default) or "naive"; TTT_OMNI_BACKEND forces one.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from .chunked import ttt_chunked
+from .naive import ttt_naive
+from .state import TTTState
+from .validate import check_inputs, check_state
+
+BACKENDS = {"naive": ttt_naive, "chunked": ttt_chunked}
+
+__all__ = ["TTTState", "ttt_linear", "ttt_mlp", "BACKENDS"]
+
+
+def _select(backend: str | None):
+    name = backend or os.environ.get("TTT_OMNI_BACKEND") or "chunked"
+    if name not in BACKENDS:
+        raise ValueError(f"unknown TTT backend {name!r} (from {'argument' if backend else 'TTT_OMNI_BACKEND'}); "
+                         f"expected one of {sorted(BACKENDS)}")
+    return name, BACKENDS[name]
+
+
+def _run(kind: str, xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend):
+    B, H, _, F = check_inputs(xq, xk, xv, lr, token_scale, ln_weight, ln_bias)
+    check_state(state, kind, B, H, F)
+    name, fn = _select(backend)
+    kwargs = {"checkpoint_every": checkpoint_every} if name == "chunked" else {}
+    with torch.autocast(device_type=xq.device.type, enabled=False):
+        out, new_state = fn(xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, **kwargs)
+    return out.to(xq.dtype), new_state
+
+
+def ttt_linear(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor, ln_weight: Tensor,
+               ln_bias: Tensor, state: TTTState, *, checkpoint_every: int | None = None,
+               backend: str | None = None) -> tuple[Tensor, TTTState]:
+    """TTT-Linear scan: inner model f(x) = x W1 + b1."""
+    return _run("linear", xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend)
+
+
+def ttt_mlp(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor, ln_weight: Tensor,
+            ln_bias: Tensor, state: TTTState, *, checkpoint_every: int | None = None,
+            backend: str | None = None) -> tuple[Tensor, TTTState]:
+    """TTT-MLP scan: inner model f(x) = gelu(x W1 + b1) W2 + b2."""
+    return _run("mlp", xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend)
