@@ -1,0 +1,155 @@
+"""TTT-Linear and TTT-MLP layers: drop-in replacements for Llama self-attention.
+
+x -> q/k/v projections -> RoPE with positions restarting every mini-batch -> TTT scan (ops) -> post-norm
+-> optional GELU gate -> o_proj. The inner model's parameters (initial weights, its layer norm, the learning-rate
+gate and token-scale offsets) live in the `inner` submodule, which stays float32 whatever the model's dtype.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ttt_omni import ops
+from ttt_omni.ops import TTTState
+from ttt_omni.ops.state import STATE_DTYPES
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+class TTTInnerParams(nn.Module):
+    """Parameters of the inner model, pinned to float32: a cast to half precision leaves them float32."""
+
+    def __init__(self, kind: str, num_heads: int, head_dim: int, hidden_size: int, mini_batch_size: int):
+        super().__init__()
+        H, F = num_heads, head_dim
+        F1 = F if kind == "linear" else 4 * F
+        self.W1 = nn.Parameter(torch.empty(H, F, F1, dtype=torch.float32))
+        self.b1 = nn.Parameter(torch.zeros(H, 1, F1, dtype=torch.float32))
+        if kind == "mlp":
+            self.W2 = nn.Parameter(torch.empty(H, F1, F, dtype=torch.float32))
+            self.b2 = nn.Parameter(torch.zeros(H, 1, F, dtype=torch.float32))
+        self.ttt_norm_weight = nn.Parameter(torch.ones(H, F, dtype=torch.float32))
+        self.ttt_norm_bias = nn.Parameter(torch.zeros(H, F, dtype=torch.float32))
+        self.lr_weight = nn.Parameter(torch.empty(H, hidden_size, dtype=torch.float32))
+        self.lr_bias = nn.Parameter(torch.zeros(H, dtype=torch.float32))
+        self.token_idx_bias = nn.Parameter(torch.zeros(mini_batch_size, dtype=torch.float32))
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02) -> None:
+        with torch.no_grad():
+            for name in ("W1", "W2", "lr_weight"):
+                if hasattr(self, name):
+                    nn.init.normal_(getattr(self, name), std=std)
+            for name in ("b1", "b2", "ttt_norm_bias", "lr_bias", "token_idx_bias"):
+                if hasattr(self, name):
+                    getattr(self, name).zero_()
+            self.ttt_norm_weight.fill_(1.0)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        keep_float32(self)
+        return self
+
+    def check_dtype(self) -> None:
+        bad = [f"{n} ({p.dtype})" for n, p in self.named_parameters() if p.dtype not in STATE_DTYPES]
+        if bad:
+            raise TypeError(
+                f"TTT inner parameters must be float32 but {', '.join(bad)} are not. Something assigned half-precision "
+                "tensors to them; call ttt_omni.layers.keep_float32(model) after loading, or load with the model's "
+                "from_pretrained, which keeps them float32.")
+
+
+def keep_float32(module: nn.Module) -> nn.Module:
+    """Restores every TTT inner parameter below `module` to float32 (no-op when they already are)."""
+    for inner in (m for m in module.modules() if isinstance(m, TTTInnerParams)):
+        for p in inner.parameters(recurse=False):
+            if p.dtype in HALF_DTYPES:
+                p.data = p.data.float()
+                if p.grad is not None:
+                    p.grad = p.grad.float()
+    return module
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+class TTTBase(nn.Module):
+    kind: str = ""
+
+    def __init__(self, hidden_size: int, num_heads: int, head_dim: int | None = None, mini_batch_size: int = 64,
+                 base_lr: float = 1.0, rope_theta: float = 10000.0, use_gate: bool = False,
+                 scan_checkpoint_every: int | None = None):
+        super().__init__()
+        head_dim = head_dim or hidden_size // num_heads
+        if head_dim % 2 or head_dim < 2:
+            raise ValueError(f"head_dim must be a positive even number for RoPE, got {head_dim}")
+        if mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be >= 1, got {mini_batch_size}")
+        self.hidden_size, self.num_heads, self.head_dim = hidden_size, num_heads, head_dim
+        self.mini_batch_size, self.base_lr, self.use_gate = mini_batch_size, base_lr, use_gate
+        self.scan_checkpoint_every = scan_checkpoint_every
+        width = num_heads * head_dim
+        self.q_proj = nn.Linear(hidden_size, width, bias=False)
+        self.k_proj = nn.Linear(hidden_size, width, bias=False)
+        self.v_proj = nn.Linear(hidden_size, width, bias=False)
+        self.o_proj = nn.Linear(width, hidden_size, bias=False)
+        self.g_proj = nn.Linear(hidden_size, width, bias=False) if use_gate else None
+        self.post_norm = nn.LayerNorm(width, eps=1e-6)
+        self.inner = TTTInnerParams(self.kind, num_heads, head_dim, hidden_size, mini_batch_size)
+        self.rope_theta = rope_theta
+
+    def init_state(self, batch_size: int) -> TTTState:
+        """A fresh state from the learnable initial weights (differentiable w.r.t. them)."""
+        names = ("W1", "b1") if self.kind == "linear" else ("W1", "b1", "W2", "b2")
+        return TTTState.fresh(*(getattr(self.inner, n).unsqueeze(0).expand(batch_size, -1, -1, -1) for n in names))
+
+    def _rope(self, x: Tensor, positions: Tensor) -> Tensor:
+        # Computed in float32 on the fly: a buffer would be cast with the module to bf16.
+        F = self.head_dim
+        inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, F, 2, device=x.device, dtype=torch.float32) / F)
+        freqs = positions[:, None].float() * inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        xf = x.float()
+        return (xf * emb.cos() + _rotate_half(xf) * emb.sin()).to(x.dtype)
+
+    def forward(self, hidden_states: Tensor, state: TTTState | None = None) -> tuple[Tensor, TTTState]:
+        if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.hidden_size:
+            raise ValueError(f"hidden_states must be [batch, seq, {self.hidden_size}], got {tuple(hidden_states.shape)}")
+        self.inner.check_dtype()
+        B, T, _ = hidden_states.shape
+        H, F, K = self.num_heads, self.head_dim, self.mini_batch_size
+        if state is None:
+            state = self.init_state(B)
+
+        def heads(x: Tensor) -> Tensor:
+            return x.view(B, T, H, F).transpose(1, 2)
+
+        positions = (state.seen + torch.arange(T, device=hidden_states.device)) % K
+        xq = self._rope(heads(self.q_proj(hidden_states)), positions)
+        xk = self._rope(heads(self.k_proj(hidden_states)), positions)
+        xv = heads(self.v_proj(hidden_states))
+        inner = self.inner
+        with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+            gate = torch.einsum("btd,hd->bht", hidden_states.to(inner.lr_weight.dtype), inner.lr_weight)
+            lr = self.base_lr * torch.sigmoid(gate + inner.lr_bias[:, None]) / F
+            token_idx = 1.0 / torch.arange(1, K + 1, device=hidden_states.device, dtype=inner.token_idx_bias.dtype)
+            token_scale = torch.clamp_min(token_idx + inner.token_idx_bias, 0.0)
+        scan = ops.ttt_linear if self.kind == "linear" else ops.ttt_mlp
+        out, state = scan(xq, xk, xv, lr, token_scale, inner.ttt_norm_weight, inner.ttt_norm_bias, state,
+                          checkpoint_every=self.scan_checkpoint_every)
+        out = self.post_norm(out.transpose(1, 2).reshape(B, T, H * F))
+        if self.g_proj is not None:
+            out = nn.functional.gelu(self.g_proj(hidden_states), approximate="tanh") * out
+        return self.o_proj(out), state
+
+
+class TTTLinear(TTTBase):
+    """TTT layer whose inner model is linear: f(x) = x W1 + b1."""
+    kind = "linear"
+
+
+class TTTMLP(TTTBase):
+    """TTT layer whose inner model is a 2-layer MLP: f(x) = gelu(x W1 + b1) W2 + b2, hidden 4x head_dim."""
+    kind = "mlp"
