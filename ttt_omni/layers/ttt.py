@@ -106,12 +106,12 @@ class TTTBase(nn.Module):
         return TTTState.fresh(*(getattr(self.inner, n).unsqueeze(0).expand(batch_size, -1, -1, -1) for n in names))
 
     def _rope(self, x: Tensor, positions: Tensor) -> Tensor:
-        # Computed in float32 on the fly: a buffer would be cast with the module to bf16.
-        F = self.head_dim
-        inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, F, 2, device=x.device, dtype=torch.float32) / F)
-        freqs = positions[:, None].float() * inv_freq[None, :]
+        # Computed in (at least) float32 on the fly: a buffer would be cast with the module to bf16.
+        F, dtype = self.head_dim, torch.promote_types(x.dtype, torch.float32)
+        inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, F, 2, device=x.device, dtype=dtype) / F)
+        freqs = positions[:, None].to(dtype) * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        xf = x.float()
+        xf = x.to(dtype)
         return (xf * emb.cos() + _rotate_half(xf) * emb.sin()).to(x.dtype)
 
     def forward(self, hidden_states: Tensor, state: TTTState | None = None) -> tuple[Tensor, TTTState]:
