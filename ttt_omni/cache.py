@@ -1,0 +1,185 @@
+"""One cache object for the TTT hybrid: KV for the attention layers, the fp32 TTT state for the TTT layers.
+
+`TTTHybridCache` is a transformers `Cache`, so `generate()` (greedy, sampling, beam search) and manual
+`past_key_values` loops use it like a `DynamicCache`. Attention layers keep transformers' own cache layers:
+`DynamicLayer` (full attention, grows with the sequence) or `DynamicSlidingWindowLayer` (bounded-memory mode: it
+holds at most `attention_window - 1` past tokens). TTT layers hold a `TTTState`, whose size never depends on the
+sequence length.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLayer
+
+from ttt_omni.ops import TTTState
+
+
+class TTTStateLayer:
+    """Cache slot of one TTT layer. The state is the whole memory of the layer; it cannot be rolled back."""
+
+    is_sliding = False
+    is_compileable = False
+    is_croppable = False
+    supports_early_init = False
+
+    def __init__(self):
+        self.state: TTTState | None = None
+
+    @property
+    def is_initialized(self) -> bool:
+        return self.state is not None
+
+    def get_seq_length(self) -> int:
+        return 0 if self.state is None else self.state.seen
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def reset(self) -> None:
+        self.state = None
+
+    def _select(self, indices: Tensor) -> None:
+        if self.state is not None:
+            self.state = self.state.index_select(indices)
+
+    def reorder_cache(self, beam_idx: Tensor) -> None:
+        self._select(beam_idx)
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        self._select(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.state is not None:
+            rows = torch.arange(self.state.batch_size, device=self.state.W1.device)
+            self._select(rows.repeat_interleave(repeats))
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove != 0:
+            raise NotImplementedError(
+                "a TTT layer's state cannot be cropped: tokens already absorbed into the inner model cannot be "
+                "removed (assisted/speculative decoding is not supported with TTT layers)")
+
+    def offload(self) -> None:
+        if self.state is not None:
+            self.state = self.state.to("cpu")
+
+    def prefetch(self) -> None:
+        """States are not offloaded per layer ahead of time; nothing to do."""
+
+    def nbytes(self) -> int:
+        return 0 if self.state is None else self.state.nbytes()
+
+
+def _kv_nbytes(layer) -> int:
+    if not layer.is_initialized or layer.keys is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in (layer.keys, layer.values))
+
+
+class TTTHybridCache(Cache):
+    """KV cache for the attention layers (full or windowed) + TTT state for the TTT layers, one slot per layer."""
+
+    def __init__(self, config):
+        ttt = set(config.ttt_layers)
+        window = config.attention_window
+        layers = [
+            TTTStateLayer() if i in ttt
+            else DynamicSlidingWindowLayer(sliding_window=window) if window is not None
+            else DynamicLayer()
+            for i in range(config.num_hidden_layers)
+        ]
+        super().__init__(layers=layers)
+        self.ttt_layers = sorted(ttt)
+        self.attention_layers = [i for i in range(config.num_hidden_layers) if i not in ttt]
+        self.attention_window = window
+
+    # --- TTT state access (used by the model's TTT layers) ---
+    def get_ttt_state(self, layer_idx: int) -> TTTState | None:
+        return self._ttt_layer(layer_idx).state
+
+    def update_ttt_state(self, state: TTTState, layer_idx: int) -> None:
+        self._ttt_layer(layer_idx).state = state
+
+    def _ttt_layer(self, layer_idx: int) -> TTTStateLayer:
+        layer = self.layers[layer_idx]
+        if not isinstance(layer, TTTStateLayer):
+            raise ValueError(f"layer {layer_idx} is an attention layer, not a TTT layer (TTT layers: {self.ttt_layers})")
+        return layer
+
+    # --- lengths: every layer has seen the same tokens, so any layer answers for all ---
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens processed so far (the absolute position of the next token), whatever the layer kind."""
+        if layer_idx >= len(self.layers):
+            return 0
+        return self.layers[layer_idx].get_seq_length()
+
+    def get_query_offset(self, layer_idx: int = 0) -> int:
+        return self.get_seq_length(layer_idx)
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        """Mask sizes of the attention layers; they are all of one kind (full or windowed), so any of them answers."""
+        if not self.attention_layers:
+            return query_length, 0
+        return self.layers[self.attention_layers[0]].get_mask_sizes(query_length)
+
+    @property
+    def is_linear(self) -> list[bool]:
+        """TTT layers carry a recurrent state and no per-token KV, like transformers' linear-attention layers."""
+        return [isinstance(layer, TTTStateLayer) for layer in self.layers]
+
+    @property
+    def is_dummy(self) -> list[bool]:
+        return [False] * len(self.layers)
+
+    # --- memory and persistence ---
+    def nbytes(self) -> dict[str, int]:
+        """Bytes held by the cache tensors: {"kv": attention KV, "ttt": TTT states, "total": both}."""
+        kv = sum(_kv_nbytes(self.layers[i]) for i in self.attention_layers)
+        ttt = sum(self.layers[i].nbytes() for i in self.ttt_layers)
+        return {"kv": kv, "ttt": ttt, "total": kv + ttt}
+
+    def to_dict(self) -> dict[str, Tensor]:
+        """Flat tensors (for safetensors): per attention layer keys/values (+ seen tokens), per TTT layer its state."""
+        out: dict[str, Tensor] = {}
+        for i in self.attention_layers:
+            layer = self.layers[i]
+            if layer.is_initialized and layer.keys is not None and layer.keys.numel():
+                out[f"layers.{i}.keys"] = layer.keys.detach().contiguous()
+                out[f"layers.{i}.values"] = layer.values.detach().contiguous()
+            out[f"layers.{i}.seen"] = torch.tensor(layer.get_seq_length(), dtype=torch.int64)
+        for i in self.ttt_layers:
+            state = self.layers[i].state
+            if state is not None:
+                out.update({f"layers.{i}.ttt.{k}": v for k, v in state.to_dict().items()})
+        return out
+
+    @classmethod
+    def from_dict(cls, config, data: dict[str, Tensor]) -> "TTTHybridCache":
+        """Inverse of `to_dict` for a model with this `config`; raises if the data belongs to another layout."""
+        cache = cls(config)
+        expected = {f"layers.{i}.seen" for i in cache.attention_layers}
+        known = expected | {k for k in data if any(k.startswith(f"layers.{i}.") for i in range(len(cache.layers)))}
+        missing, unknown = expected - set(data), set(data) - known
+        if missing or unknown:
+            raise ValueError(f"cache data does not match the model layout (ttt_layers={cache.ttt_layers}): "
+                             f"missing {sorted(missing)[:5]}, unexpected {sorted(unknown)[:5]}")
+        for i in cache.attention_layers:
+            layer, seen = cache.layers[i], int(data[f"layers.{i}.seen"])
+            if f"layers.{i}.keys" in data:
+                keys, values = data[f"layers.{i}.keys"], data[f"layers.{i}.values"]
+                layer.lazy_initialization(keys, values)
+                layer.keys, layer.values = keys, values
+            if isinstance(layer, DynamicSlidingWindowLayer):
+                layer.cumulative_length = seen
+            elif layer.get_seq_length() != seen:
+                raise ValueError(f"cache data for layer {i} holds {layer.get_seq_length()} tokens, expected {seen}")
+        for i in cache.ttt_layers:
+            prefix = f"layers.{i}.ttt."
+            part = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
+            if part:
+                cache.layers[i].state = TTTState.from_dict(part)
+        return cache
+
+
+__all__ = ["TTTHybridCache", "TTTStateLayer"]

@@ -1,0 +1,67 @@
+"""`TTTLlamaConfig`: a `LlamaConfig` plus where the TTT layers go and how they learn."""
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import LlamaConfig
+
+TTT_TYPES = ("linear", "mlp")
+DEFAULT_TTT_LAYER_COUNT = 8
+
+
+@strict
+class TTTLlamaConfig(LlamaConfig):
+    """Llama geometry plus the TTT hybrid's own fields.
+
+    ttt_layers: decoder layer indices whose self-attention is replaced by a TTT layer (default: the top 8).
+    ttt_type: "linear" (TTT-Linear) or "mlp" (TTT-MLP).
+    mini_batch_size: tokens per inner gradient step.
+    ttt_base_lr: base inner learning rate (eta = base_lr * sigmoid(learned gate) / head_dim inside the layer).
+    attention_window: None keeps full attention in the remaining layers; an int makes them sliding-window
+        attention over that many tokens, and their KV cache is then bounded (bounded-memory mode).
+    scan_checkpoint_every: gradient-checkpoint the TTT scan every N mini-batches (training memory; None = off).
+    """
+
+    model_type = "ttt_llama"
+    # transformers' sliding-window mask reads `config.sliding_window`
+    attribute_map = {"sliding_window": "attention_window"}
+
+    ttt_layers: list[int] | None = None
+    ttt_type: str = "linear"
+    mini_batch_size: int = 64
+    ttt_base_lr: float = 1.0
+    attention_window: int | None = None
+    scan_checkpoint_every: int | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.ttt_layers is None:
+            self.ttt_layers = list(range(max(0, self.num_hidden_layers - DEFAULT_TTT_LAYER_COUNT), self.num_hidden_layers))
+        else:
+            self.ttt_layers = sorted(set(int(i) for i in self.ttt_layers))
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        """Part of `@strict` validation: reject TTT settings the model cannot be built with."""
+        super().validate_architecture()
+        if self.ttt_type not in TTT_TYPES:
+            raise ValueError(f"ttt_type={self.ttt_type!r} is unknown; expected one of {TTT_TYPES}")
+        bad = [i for i in self.ttt_layers if not 0 <= i < self.num_hidden_layers]
+        if bad:
+            raise ValueError(
+                f"ttt_layers {bad} are out of range; expected layer indices in 0..{self.num_hidden_layers - 1} "
+                f"(num_hidden_layers={self.num_hidden_layers})"
+            )
+        if self.mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size={self.mini_batch_size} must be a positive number of tokens")
+        if self.attention_window is not None and self.attention_window < 1:
+            raise ValueError(f"attention_window={self.attention_window} must be None (full attention) or >= 1 tokens")
+        if self.scan_checkpoint_every is not None and self.scan_checkpoint_every < 1:
+            raise ValueError(f"scan_checkpoint_every={self.scan_checkpoint_every} must be None or >= 1 mini-batches")
+
+    @property
+    def attention_layers(self) -> list[int]:
+        """Decoder layers that keep transformers' own attention."""
+        ttt = set(self.ttt_layers)
+        return [i for i in range(self.num_hidden_layers) if i not in ttt]
+
+
+__all__ = ["TTTLlamaConfig", "TTT_TYPES"]

@@ -1,0 +1,205 @@
+"""TTT-Llama: transformers' Llama with the self-attention of some decoder layers replaced by TTT layers.
+
+Everything that is plain Llama (embeddings, RMSNorm, rotary embedding, MLP, the decoder layer's residual wiring and
+the attention in the kept layers) is transformers' own code. What TTT changes:
+  * `TTTAttention` takes `LlamaAttention`'s place inside a `LlamaDecoderLayer` and keeps its state in the cache;
+  * `TTTLlamaModel.forward` creates a `TTTHybridCache`, builds the sliding-window mask in bounded-memory mode, and
+    refuses padding that the TTT layers would otherwise learn from.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.models.llama.modeling_llama import (
+    LlamaDecoderLayer,
+    LlamaForCausalLM,
+    LlamaModel,
+    LlamaPreTrainedModel,
+    LlamaRMSNorm,
+    LlamaRotaryEmbedding,
+)
+from transformers.utils.output_capturing import capture_outputs
+
+from ttt_omni.cache import TTTHybridCache
+from ttt_omni.layers import TTTInnerParams, TTTLinear, TTTMLP
+
+from .configuration_ttt_llama import TTTLlamaConfig
+
+
+def build_ttt_layer(config: TTTLlamaConfig) -> TTTLinear | TTTMLP:
+    """The TTT layer for one decoder layer: same heads and head_dim as the attention it replaces."""
+    layer_cls = TTTLinear if config.ttt_type == "linear" else TTTMLP
+    return layer_cls(
+        config.hidden_size,
+        config.num_attention_heads,
+        head_dim=config.head_dim,
+        mini_batch_size=config.mini_batch_size,
+        base_lr=config.ttt_base_lr,
+        rope_theta=config.rope_parameters["rope_theta"],
+        scan_checkpoint_every=config.scan_checkpoint_every,
+    )
+
+
+class TTTAttention(nn.Module):
+    """Maps the decoder layer's attention call onto a TTT layer; reads and writes its state in the cache."""
+
+    def __init__(self, config: TTTLlamaConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.ttt = build_ttt_layer(config)
+
+    def forward(self, hidden_states: torch.Tensor, past_key_values: Cache | None = None, **kwargs):
+        # attention_mask / position_embeddings are not needed: the TTT layer is causal by construction and its RoPE
+        # positions come from the state (they restart every mini-batch).
+        state = past_key_values.get_ttt_state(self.layer_idx) if past_key_values is not None else None
+        out, new_state = self.ttt(hidden_states, state)
+        if past_key_values is not None:
+            past_key_values.update_ttt_state(new_state, self.layer_idx)
+        return out, None
+
+
+class TTTDecoderLayer(LlamaDecoderLayer):
+    """A `LlamaDecoderLayer` (norms, residuals, MLP: transformers' code) whose `self_attn` is a TTT layer."""
+
+    def __init__(self, config: TTTLlamaConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.self_attn = TTTAttention(config, layer_idx)
+
+
+class TTTLlamaPreTrainedModel(LlamaPreTrainedModel):
+    config_class = TTTLlamaConfig
+    config: TTTLlamaConfig
+    # Matched by module name: every parameter under a module called `inner` loads as float32 in fp16/bf16 models.
+    _keep_in_fp32_modules_strict = ["inner"]
+    _no_split_modules = ["LlamaDecoderLayer", "TTTDecoderLayer"]
+    _can_compile_fullgraph = False
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, TTTInnerParams):
+            std = self.config.initializer_range
+            for name in ("W1", "W2", "lr_weight"):
+                if hasattr(module, name):
+                    init.normal_(getattr(module, name), mean=0.0, std=std)
+            for name in ("b1", "b2", "ttt_norm_bias", "lr_bias", "token_idx_bias"):
+                if hasattr(module, name):
+                    init.zeros_(getattr(module, name))
+            init.ones_(module.ttt_norm_weight)
+
+
+def _check_padding(attention_mask: torch.Tensor | None, caching: bool) -> None:
+    """TTT layers learn from every token they see, so padding must never reach them as if it were text."""
+    if attention_mask is None or attention_mask.dim() != 2 or bool(attention_mask.all()):
+        return
+    # Right padding without a cache is harmless (later tokens cannot affect earlier outputs); anything else is not.
+    mask = attention_mask.bool()
+    left_or_inner = bool((~mask[:, :-1] & mask[:, 1:]).any())
+    if caching or left_or_inner:
+        raise ValueError(
+            "attention_mask marks padding tokens, but TTT layers cannot skip them: the inner model would be trained "
+            "on the padding. Run sequences of different lengths one at a time (batch size 1) or batch only "
+            "equal-length sequences.")
+
+
+class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
+    def __init__(self, config: TTTLlamaConfig):
+        TTTLlamaPreTrainedModel.__init__(self, config)
+        self.padding_idx = config.pad_token_id
+        self.vocab_size = config.vocab_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        ttt = set(config.ttt_layers)
+        self.layers = nn.ModuleList(
+            [(TTTDecoderLayer if i in ttt else LlamaDecoderLayer)(config, i) for i in range(config.num_hidden_layers)]
+        )
+        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = LlamaRotaryEmbedding(config=config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if use_cache and past_key_values is None:
+            past_key_values = TTTHybridCache(self.config)
+        if past_key_values is not None and not isinstance(past_key_values, TTTHybridCache):
+            raise TypeError(
+                f"past_key_values is a {type(past_key_values).__name__}; a TTT-Llama model needs a TTTHybridCache "
+                "(pass None and one is created, or use model.make_cache())")
+        if self.config.ttt_layers:
+            _check_padding(attention_mask, caching=past_key_values is not None)
+
+        if position_ids is None:
+            past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+            position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen).unsqueeze(0)
+
+        window = self.config.attention_window
+        mask_fn = create_causal_mask if window is None else create_sliding_window_causal_mask
+        causal_mask = mask_fn(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+        )
+        if window is not None:
+            kwargs["sliding_window"] = window  # read by the flash-attention kernels; sdpa/eager use the mask
+
+        hidden_states = inputs_embeds
+        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        for decoder_layer in self.layers[: self.config.num_hidden_layers]:
+            hidden_states = decoder_layer(
+                hidden_states,
+                attention_mask=causal_mask,
+                position_embeddings=position_embeddings,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
+
+
+class TTTLlamaForCausalLM(TTTLlamaPreTrainedModel, LlamaForCausalLM):
+    """Causal LM head over `TTTLlamaModel`; `generate()` creates its `TTTHybridCache` by itself."""
+
+    def __init__(self, config: TTTLlamaConfig):
+        TTTLlamaPreTrainedModel.__init__(self, config)
+        self.model = TTTLlamaModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def make_cache(self) -> TTTHybridCache:
+        """An empty cache for manual `past_key_values` loops."""
+        return TTTHybridCache(self.config)
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
+            if generation_config.cache_implementation not in (None, "dynamic"):
+                raise ValueError(
+                    f"cache_implementation={generation_config.cache_implementation!r} is not supported by TTT-Llama; "
+                    "its cache is a TTTHybridCache (leave cache_implementation unset)")
+            model_kwargs["past_key_values"] = self.make_cache()
+            return None
+        return super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+
+
+__all__ = ["TTTLlamaForCausalLM", "TTTLlamaModel", "TTTLlamaPreTrainedModel", "TTTAttention", "TTTDecoderLayer"]
