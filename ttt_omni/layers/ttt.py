@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ttt_omni import ops
 from ttt_omni.ops import TTTState
+from ttt_omni.ops.inner import head_layer_norm, inner_forward
 from ttt_omni.ops.state import STATE_DTYPES
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -114,19 +115,15 @@ class TTTBase(nn.Module):
         xf = x.to(dtype)
         return (xf * emb.cos() + _rotate_half(xf) * emb.sin()).to(x.dtype)
 
-    def forward(self, hidden_states: Tensor, state: TTTState | None = None) -> tuple[Tensor, TTTState]:
-        if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.hidden_size:
-            raise ValueError(f"hidden_states must be [batch, seq, {self.hidden_size}], got {tuple(hidden_states.shape)}")
-        self.inner.check_dtype()
+    def _scan_inputs(self, hidden_states: Tensor, start: int):
+        """q, k, v [B,H,T,F] with per-mini-batch RoPE, the lr gate [B,H,T] and token scales [K]."""
         B, T, _ = hidden_states.shape
         H, F, K = self.num_heads, self.head_dim, self.mini_batch_size
-        if state is None:
-            state = self.init_state(B)
 
         def heads(x: Tensor) -> Tensor:
             return x.view(B, T, H, F).transpose(1, 2)
 
-        positions = (state.seen + torch.arange(T, device=hidden_states.device)) % K
+        positions = (start + torch.arange(T, device=hidden_states.device)) % K
         xq = self._rope(heads(self.q_proj(hidden_states)), positions)
         xk = self._rope(heads(self.k_proj(hidden_states)), positions)
         xv = heads(self.v_proj(hidden_states))
@@ -136,10 +133,31 @@ class TTTBase(nn.Module):
             lr = self.base_lr * torch.sigmoid(gate + inner.lr_bias[:, None]) / F
             token_idx = 1.0 / torch.arange(1, K + 1, device=hidden_states.device, dtype=inner.token_idx_bias.dtype)
             token_scale = torch.clamp_min(token_idx + inner.token_idx_bias, 0.0)
+        return xq, xk, xv, lr, token_scale
+
+    @torch.no_grad()
+    def reconstruction_loss(self, hidden_states: Tensor, state: TTTState, start: int) -> Tensor:
+        """Mean inner loss 1/2 ||LN(f(k)) - (v - k)||^2 per token under `state`'s weights, without updating them
+        (the monitor compares the window's start and end states). `start` is the first token's position."""
+        xq, xk, xv, _, _ = self._scan_inputs(hidden_states, start)
+        dtype = state.W1.dtype
+        k, v = xk.to(dtype), xv.to(dtype)
+        pred = head_layer_norm(inner_forward(state.params(), k), self.inner.ttt_norm_weight.to(dtype),
+                               self.inner.ttt_norm_bias.to(dtype))
+        return 0.5 * ((pred - (v - k)) ** 2).sum(-1).mean()
+
+    def forward(self, hidden_states: Tensor, state: TTTState | None = None) -> tuple[Tensor, TTTState]:
+        if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.hidden_size:
+            raise ValueError(f"hidden_states must be [batch, seq, {self.hidden_size}], got {tuple(hidden_states.shape)}")
+        self.inner.check_dtype()
+        B, T, _ = hidden_states.shape
+        if state is None:
+            state = self.init_state(B)
+        xq, xk, xv, lr, token_scale = self._scan_inputs(hidden_states, state.seen)
         scan = ops.ttt_linear if self.kind == "linear" else ops.ttt_mlp
-        out, state = scan(xq, xk, xv, lr, token_scale, inner.ttt_norm_weight, inner.ttt_norm_bias, state,
+        out, state = scan(xq, xk, xv, lr, token_scale, self.inner.ttt_norm_weight, self.inner.ttt_norm_bias, state,
                           checkpoint_every=self.scan_checkpoint_every)
-        out = self.post_norm(out.transpose(1, 2).reshape(B, T, H * F))
+        out = self.post_norm(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
         if self.g_proj is not None:
             out = nn.functional.gelu(self.g_proj(hidden_states), approximate="tanh") * out
         return self.o_proj(out), state
