@@ -1,0 +1,1 @@
+"""Metrics: pure functions from measurements to numbers (with CIs where they apply)."""
