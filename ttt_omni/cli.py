@@ -10,7 +10,10 @@ from ttt_omni import __version__
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ttt-omni", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ttt-omni {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from ttt_omni.convert import add_convert_command
+
+    add_convert_command(subparsers)
     return parser
 
 
