@@ -1,0 +1,172 @@
+"""`evalsuite pairs export|summarize` and `evalsuite raters add|list|serve`.
+
+`register(subparsers)` adds both command groups to the main CLI; each sets `func(args) -> int`. Bad input prints
+one line `evalsuite: error: ...` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from pathlib import Path
+
+from evalsuite.humaneval import db, results
+from evalsuite.humaneval.bundle import BundleError, export_bundle, load_key, load_served, read_outputs_jsonl
+from evalsuite.humaneval.summary import format_table, summarize
+
+
+class UsageError(ValueError):
+    pass
+
+
+def register(subparsers) -> None:
+    pairs = subparsers.add_parser("pairs", help="blind A/B pair bundles for human evaluation")
+    psub = pairs.add_subparsers(dest="pairs_command", required=True)
+
+    p = psub.add_parser("export", help="build a blind pair bundle (the key is written apart)")
+    p.add_argument("--systems", required=True, help="comma-separated system names, e.g. ttt,baseline")
+    p.add_argument("--task", required=True, help="task whose outputs are compared")
+    p.add_argument("--n", type=int, required=True, help="number of prompts (pairs per pair of systems)")
+    p.add_argument("--out", required=True, type=Path, help="new bundle directory")
+    p.add_argument("--from-jsonl", help="SYSTEM=path.jsonl,... (each line: prompt_id, prompt, text, audio?)")
+    p.add_argument("--seed", type=int, help="RNG seed for sampling and left/right (default: random, recorded)")
+    p.add_argument("--key-out", type=Path, help="where to write the key (default: OUT/key/key.json)")
+    _db_arg(p)
+    p.set_defaults(func=_guard(cmd_export))
+
+    p = psub.add_parser("summarize", help="win rates, Bradley–Terry, agreement; writes human_pref metric rows")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--key", type=Path, help="key.json (default: BUNDLE/key/key.json)")
+    p.add_argument("--json", type=Path, help="also write the full summary as JSON here")
+    p.add_argument("--no-store", action="store_true", help="print only; do not write metric rows to the store")
+    _db_arg(p)
+    p.set_defaults(func=_guard(cmd_summarize))
+
+    raters = subparsers.add_parser("raters", help="raters and the rating web form")
+    rsub = raters.add_subparsers(dest="raters_command", required=True)
+
+    p = rsub.add_parser("add", help="create a rater and print their secret link (shown once)")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--n", type=int, help="pairs to assign (default: all, in a random order)")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000", help="where `raters serve` is reachable")
+    _db_arg(p)
+    p.set_defaults(func=_guard(cmd_add))
+
+    p = rsub.add_parser("list", help="raters of a bundle and their progress")
+    p.add_argument("--bundle", required=True, type=Path)
+    _db_arg(p)
+    p.set_defaults(func=_guard(cmd_list))
+
+    p = rsub.add_parser("serve", help="serve the rating form")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    _db_arg(p)
+    p.set_defaults(func=_guard(cmd_serve))
+
+
+def _db_arg(p) -> None:
+    p.add_argument("--db", help="results database URL (default: $EVALSUITE_DB or the store's default)")
+
+
+def _guard(fn):
+    def run(args) -> int:
+        try:
+            return fn(args) or 0
+        except (UsageError, BundleError, ValueError) as e:
+            print(f"evalsuite: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return run
+
+
+def _parse_sources(spec: str, systems: list[str]) -> dict[str, Path]:
+    sources = {}
+    for part in spec.split(","):
+        name, sep, path = part.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise UsageError(f"--from-jsonl: expected SYSTEM=path.jsonl,..., got {part!r}")
+        sources[name.strip()] = Path(path.strip())
+    if sorted(sources) != sorted(systems):
+        raise UsageError(f"--from-jsonl: expected one file for each of --systems {systems}, got {sorted(sources)}")
+    return sources
+
+
+def cmd_export(args) -> int:
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if len(systems) < 2 or len(set(systems)) != len(systems):
+        raise UsageError(f"--systems: expected two or more distinct comma-separated names, got {args.systems!r}")
+    if args.from_jsonl:
+        paths = _parse_sources(args.from_jsonl, systems)
+        outputs = {s: read_outputs_jsonl(paths[s]) for s in systems}
+        sources = {s: str(paths[s].resolve()) for s in systems}
+    else:
+        outputs = results.samples_outputs(results.db_url(args.db), args.task, systems)
+        sources = {s: f"store samples: task={args.task} model={s}" for s in systems}
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    key = export_bundle(outputs, args.task, args.n, seed, args.out, args.key_out, sources)
+    key_path = args.key_out or args.out / "key" / "key.json"
+    print(f"bundle {key['bundle_id']}: {len(key['pairs'])} pairs in {args.out} (seed {seed}); key: {key_path}")
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    bundle = load_served(args.bundle)
+    key = load_key(args.key or args.bundle)
+    if key["bundle_id"] != bundle.bundle_id:
+        raise UsageError(f"--key: key is for bundle {key['bundle_id']}, not {bundle.bundle_id}")
+    url = results.db_url(args.db)
+    engine = db.make_engine(url)
+    votes = db.bundle_votes(engine, bundle.bundle_id)
+    if not votes:
+        raise UsageError(f"--bundle: no votes recorded yet for bundle {bundle.bundle_id} in {url}")
+    summary = summarize(key, votes)
+    print(format_table(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if not args.no_store:
+        run_id = results.write_rows(url, key, summary["rows"])
+        print(f"wrote {len(summary['rows'])} metric rows (task human_pref) as run {run_id}")
+    return 0
+
+
+def cmd_add(args) -> int:
+    bundle = load_served(args.bundle)
+    engine = db.make_engine(results.db_url(args.db))
+    db.register_bundle(engine, bundle.bundle_id, bundle.task, len(bundle.items))
+    token = db.add_rater(engine, bundle.bundle_id, args.name, sorted(bundle.items), args.n)
+    print(f"{args.base_url.rstrip('/')}/r/{token}")
+    print("(this link is the rater's password; it is shown only now)", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args) -> int:
+    bundle = load_served(args.bundle)
+    engine = db.make_engine(results.db_url(args.db))
+    rows = db.bundle_raters(engine, bundle.bundle_id)
+    if not rows:
+        print(f"no raters yet for bundle {bundle.bundle_id}")
+    for r in rows:
+        print(f"{r['rater']}: {r['voted']}/{r['assigned']} voted, {r['replaced']} replaced")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from evalsuite.humaneval.app import create_app
+
+    app = create_app(args.bundle, results.db_url(args.db))
+    print(f"serving bundle {args.bundle} on http://{args.host}:{args.port}/ (raters open their /r/... links)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="evalsuite", description="human evaluation commands")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
