@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ttt_omni.convert import add_convert_command
 
     add_convert_command(subparsers)
+    from ttt_omni.train.cli import add_train_commands
+
+    add_train_commands(subparsers)
     return parser
 
 

@@ -7,6 +7,10 @@ from torch import Tensor
 from .state import STATE_DTYPES, TTTState
 
 
+class NonFiniteStateError(ValueError):
+    """A TTT state holds NaN/Inf: the inner model diverged (or was fed a corrupt state)."""
+
+
 def check_inputs(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor,
                  ln_weight: Tensor, ln_bias: Tensor) -> tuple[int, int, int, int]:
     """Returns (B, H, T, F) after checking every argument's rank and shape."""
@@ -59,4 +63,4 @@ def check_state(state: TTTState, kind: str, batch: int, heads: int, head_dim: in
     # One reduction (one device sync) for the common all-finite case; name the culprits only on failure.
     if not bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
         bad = [k for k, t in tensors.items() if not torch.isfinite(t).all()]
-        raise ValueError(f"{name} contains NaN/Inf in {bad}; a TTT state must be finite")
+        raise NonFiniteStateError(f"{name} contains NaN/Inf in {bad}; a TTT state must be finite")

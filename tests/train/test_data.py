@@ -1,0 +1,75 @@
+"""Conversations, tokenisation and lane packing: state never crosses a conversation boundary, no inner padding."""
+import pytest
+import torch
+
+from ttt_omni.train.data import IGNORE, LanePacker, TokenizedConversation, load_jsonl, parse_play
+
+
+def test_parse_play_reads_speaker_turns():
+    text = "\n\n".join(["Nora. Do I?", "Helmer (wagging his finger). Hasn't Miss Sweet Tooth\nbeen breaking rules?",
+                        "THE FLOWER GIRL [to Pickering] Buy a flower.", "[Exit.]", "Mrs. Linde. Yes."] * 5)
+    turns = parse_play(text)
+    assert [t.speaker for t in turns[:5]] == ["Nora", "Helmer", "The Flower Girl", "Mrs. Linde", "Nora"]
+    assert turns[1].text == "Hasn't Miss Sweet Tooth been breaking rules?"
+    assert turns[2].text.endswith("Buy a flower.\n[Exit.]")
+    assert len(parse_play("Just prose. No speakers here.")) == 1
+
+
+def _convs(lengths):
+    return [TokenizedConversation(f"c{i}", list(range(1, n + 1)), [0] * n) for i, n in enumerate(lengths)]
+
+
+def test_lanes_keep_conversations_whole_and_in_order():
+    packer = LanePacker(_convs([100, 33, 17, 250, 64]), batch_size=3, context=32, mini_batch_size=16, seed=1)
+    steps = packer.steps_per_epoch()
+    seen = {}
+    for step in range(steps):
+        b = packer.batch(step)
+        assert b["input_ids"].shape == (3, 32)
+        for row in range(3):
+            conv = int(b["conversation"][row])
+            if conv < 0:
+                assert bool(b["reset"][row]) and (b["labels"][row] == IGNORE).all()
+                continue
+            window = int(b["window"][row])
+            # a lane continues its conversation: the previous window of this conversation was the lane's last step
+            if window > 0:
+                assert seen[conv] == (step - 1, row, window - 1)
+            assert bool(b["reset"][row]) == (window == 0)
+            seen[conv] = (step, row, window)
+            real = b["labels"][row] != IGNORE
+            n = int(real.sum())
+            assert real[:n].all() and not real[n:].any(), "padding only after every real token"
+            ids = packer.conversations[conv].ids
+            start = window * 32
+            assert b["input_ids"][row, :n].tolist() == ids[start:start + n]
+            assert b["labels"][row, :n].tolist() == ids[start + 1:start + 1 + n]
+    assert {c: w for c, (_, _, w) in seen.items()} == {0: 3, 1: 0, 2: 0, 3: 7, 4: 1}  # last window index = (len - 2) // 32
+
+
+def test_padding_only_in_a_conversation_last_window():
+    packer = LanePacker(_convs([200, 90]), batch_size=1, context=32, mini_batch_size=16)
+    for step in range(packer.steps_per_epoch()):
+        b = packer.batch(step)
+        conv, window = int(b["conversation"][0]), int(b["window"][0])
+        last = (len(packer.conversations[conv].ids) - 2) // 32
+        if window < last:
+            assert (b["labels"][0] != IGNORE).all()
+
+
+def test_batches_are_deterministic_and_resumable():
+    a = LanePacker(_convs([100, 33, 17, 250]), 2, 32, 16, seed=3)
+    b = LanePacker(_convs([100, 33, 17, 250]), 2, 32, 16, seed=3)
+    later = a.steps_per_epoch() + 2  # a step of the second epoch, asked for first
+    assert all(torch.equal(x, y) for x, y in zip(a.batch(later).values(), b.batch(later).values()))
+
+
+def test_bad_packing_and_jsonl_inputs(tmp_path):
+    with pytest.raises(ValueError, match="must be a multiple of mini_batch_size"):
+        LanePacker(_convs([10]), 1, 30, 16)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"conversation_id": 1, "turns": [{"speaker": "A", "text": "hi"}]}\n{"turns": []}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: expected"):
+        load_jsonl(bad)
+    with pytest.raises(FileNotFoundError, match="conversation file not found"):
+        load_jsonl(tmp_path / "missing.jsonl")

@@ -1,0 +1,117 @@
+"""The trainer: learns, resumes bit-identically, keeps TTT inner params float32, and stops on monitor alarms."""
+import pandas as pd
+import pytest
+import torch
+
+from ttt_omni.train.config import TrainConfig
+from ttt_omni.train.monitor import MonitorAlarm
+from ttt_omni.train.trainer import Trainer
+
+
+def _weights(trainer):
+    return {k: v.detach().clone() for k, v in trainer.unwrapped.state_dict().items()}
+
+
+def test_a_few_steps_lower_the_loss(tiny_train_config):
+    cfg = tiny_train_config(steps=1, save_every=100)
+    trainer = Trainer(cfg)
+    batch = trainer.packer.batch(0)
+    with torch.no_grad():
+        before = trainer.loss(batch).item()
+    trainer.carried = {}
+    for _ in range(8):  # repeated steps on one batch: the loss must fall
+        loss = trainer.loss(batch)
+        trainer.carried = {}
+        trainer.optimizer.zero_grad()
+        trainer.accelerator.backward(loss)
+        trainer.optimizer.step()
+    with torch.no_grad():
+        after = trainer.loss(batch).item()
+    assert after < before - 0.1
+
+
+def test_resume_after_interruption_is_bit_identical(tiny_train_config, tmp_path):
+    straight = Trainer(tiny_train_config(output_dir=str(tmp_path / "a"), steps=6, save_every=3))
+    straight.train()
+    interrupted = Trainer(tiny_train_config(output_dir=str(tmp_path / "b"), steps=6, save_every=3))
+    interrupted.train(until=3)  # the process dies here; only the step-3 checkpoint survives
+    resumed = Trainer(tiny_train_config(output_dir=str(tmp_path / "b"), steps=6, save_every=3))
+    assert resumed.resume() and resumed.step == 3
+    assert resumed.carried, "the TTT states carried across windows are part of the checkpoint"
+    resumed.train()
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = pd.read_csv(tmp_path / "a" / "train_log.csv")
+    log_b = pd.read_csv(tmp_path / "b" / "train_log.csv")
+    assert log_a["loss"].tolist() == log_b["loss"].tolist()
+
+
+def test_inner_params_stay_float32_through_bf16_autocast_steps(tiny_train_config):
+    trainer = Trainer(tiny_train_config(bf16=True, steps=2, save_every=100))
+    trainer.train()
+    inner = {n: p for n, p in trainer.unwrapped.named_parameters() if ".inner." in n}
+    assert inner and all(p.dtype == torch.float32 for p in inner.values())
+    assert all(t.dtype == torch.float32 for s in trainer.carried.values() for t in s.tensors().values())
+    group = [g for g in trainer.optimizer.param_groups if g.get("name") == "ttt_inner_fp32"]
+    assert group and {id(p) for p in group[0]["params"]} == {id(p) for p in inner.values()}
+
+
+def test_train_only_ttt_freezes_the_rest(tiny_train_config):
+    trainer = Trainer(tiny_train_config(train_only_ttt=True, steps=1, save_every=100))
+    before = _weights(trainer)
+    trainer.train()
+    after = _weights(trainer)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".self_attn.ttt." in k for k in changed)
+
+
+def test_monitor_writes_csv_and_stops_on_nan(tiny_train_config, tmp_path):
+    trainer = Trainer(tiny_train_config(steps=4, save_every=100, monitor_every=2))
+    trainer.train()
+    df = pd.read_csv(tmp_path / "run" / "monitor.csv")
+    assert set(df["step"]) == {0, 2}
+    assert {"W1_maxabs", "b1_mean", "inner_loss_before", "inner_loss_after", "eta_mean"} <= set(df.columns)
+
+    poisoned = Trainer(tiny_train_config(output_dir=str(tmp_path / "nan"), steps=4, monitor_every=1))
+    layer = next(iter(poisoned.ttt.values()))
+    with torch.no_grad():
+        layer.inner.b1[0, 0, 0] = float("nan")
+    with pytest.raises(MonitorAlarm, match="NaN"):
+        poisoned.train()
+    assert (tmp_path / "nan" / "checkpoints" / "last-good" / "trainer_state.pt").is_file()
+
+
+def test_bad_config_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['contxt'\]"):
+        TrainConfig.from_dict({"output_dir": "x", "contxt": 5})
+    with pytest.raises(ValueError, match="`output_dir` is required"):
+        TrainConfig.from_dict({})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("output_dir: [unclosed\n")
+    with pytest.raises(ValueError, match="malformed YAML"):
+        TrainConfig.from_yaml(bad)
+    with pytest.raises(FileNotFoundError, match="training config not found"):
+        TrainConfig.from_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ValueError, match="no stage 3"):
+        TrainConfig.from_dict({"output_dir": "x", "stages": [{"stage": 1, "context": 128}]}, stage=3)
+
+
+def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_jsonl):
+    import yaml
+
+    from ttt_omni.cli import main
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "cli-run"), "jsonl": str(conversations_jsonl), "books_split": None,
+        "bpe_vocab_size": 300, "context": 64, "batch_size": 2, "steps": 3, "save_every": 3, "monitor_every": 1,
+        "model_overrides": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                            "num_attention_heads": 2, "num_key_value_heads": 1, "ttt_layers": [1],
+                            "mini_batch_size": 16}}))
+    assert main(["train", str(cfg)]) == 0
+    assert (tmp_path / "cli-run" / "final" / "model.safetensors").is_file()
+    assert main(["monitor", "plot", str(tmp_path / "cli-run")]) == 0
+    png = tmp_path / "cli-run" / "monitor.png"
+    assert png.stat().st_size > 10_000
+    assert main(["monitor", "plot", str(tmp_path / "nowhere")]) == 2
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2

@@ -1,0 +1,93 @@
+"""Training configuration: one YAML file, optionally with curriculum `stages` that override it per stage."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str
+    seed: int = 0
+    # model: a preset name ("tiny") with overrides, or `from` an HF checkpoint directory (TTT-Llama or Llama)
+    preset: str | None = "tiny"
+    model_from: str | None = None
+    model_overrides: dict = field(default_factory=dict)
+    baseline: bool = False  # True: the same model with no TTT layers (plain Llama attention everywhere)
+    # tokenizer: a directory, or a byte-level BPE of this size trained on the training corpus
+    tokenizer: str | None = None
+    bpe_vocab_size: int = 4096
+    # data: the bundled books of a split, or a JSONL of conversations
+    books_split: str | None = "train"
+    jsonl: str | None = None
+    context: int = 512
+    batch_size: int = 4
+    steps: int = 200
+    lr: float = 3e-3
+    ttt_lr: float | None = None  # learning rate of the fp32 inner-model parameters (default: lr)
+    warmup: int = 20
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    train_only_ttt: bool = False
+    save_every: int = 100
+    monitor_every: int = 10
+    max_abs: float = 10.0
+    stage: int | None = None
+    stages: list = field(default_factory=list)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, stage: int | None = None) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: malformed YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of training options, got {type(data).__name__}")
+        return cls.from_dict(data, stage=stage, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, stage: int | None = None, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown option(s) {unknown}; known options: {sorted(known)}")
+        if "output_dir" not in data:
+            raise ValueError(f"{source}: `output_dir` is required")
+        cfg = cls(**data)
+        if stage is not None:
+            match = [s for s in cfg.stages if s.get("stage") == stage]
+            if not match:
+                raise ValueError(f"{source}: no stage {stage}; stages defined: {[s.get('stage') for s in cfg.stages]}")
+            overrides = {k: v for k, v in match[0].items() if k not in ("stage", "gate")}
+            bad = sorted(set(overrides) - known)
+            if bad:
+                raise ValueError(f"{source}: stage {stage} sets unknown option(s) {bad}")
+            cfg = cls(**{**asdict(cfg), **overrides, "stage": stage})
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        for name in ("context", "batch_size", "steps", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{source}: {name} must be >= 1, got {getattr(self, name)}")
+        if (self.preset is None) == (self.model_from is None):
+            raise ValueError(f"{source}: set exactly one of `preset` and `model_from`")
+        if (self.books_split is None) == (self.jsonl is None):
+            raise ValueError(f"{source}: set exactly one of `books_split` and `jsonl`")
+        if self.lr <= 0:
+            raise ValueError(f"{source}: lr must be > 0, got {self.lr}")
+
+    def gate(self) -> dict | None:
+        """The gate rules of this config's stage, if any."""
+        for s in self.stages:
+            if s.get("stage") == self.stage:
+                return s.get("gate")
+        return None

@@ -1,0 +1,132 @@
+"""Watches the TTT inner models during training: weight statistics, inner loss before/after, eta; CSV, PNG, alarms.
+
+Every `every` steps, for each TTT layer, the monitor records mean/std/max-abs of the fast weights at the end of
+the step's window (W1, b1[, W2, b2]), the inner reconstruction loss of the window's tokens under the window's
+start and end weights (after < before means the inner model is learning), and the learning-rate gate eta.
+NaN/Inf anywhere, or a max-abs above `max_abs`, raises MonitorAlarm; the trainer then saves the last good
+checkpoint and stops.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import torch
+
+from ttt_omni.layers import TTTBase
+
+
+class MonitorAlarm(RuntimeError):
+    pass
+
+
+class TTTMonitor:
+    def __init__(self, model: torch.nn.Module, csv_path: str | Path, every: int = 10, max_abs: float = 10.0):
+        self.layers = {name: m for name, m in model.named_modules() if isinstance(m, TTTBase)}
+        self.csv_path, self.every, self.max_abs = Path(csv_path), every, max_abs
+        self._captured: dict[str, tuple] = {}
+        self._hooks = []
+
+    def wants(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def capture(self):
+        """Context manager: record each TTT layer's input and start/end state during one forward."""
+        monitor = self
+
+        class _Capture:
+            def __enter__(self):
+                monitor._captured.clear()
+                for name, layer in monitor.layers.items():
+                    monitor._hooks.append(layer.register_forward_hook(monitor._hook(name), with_kwargs=True))
+
+            def __exit__(self, *exc):
+                for h in monitor._hooks:
+                    h.remove()
+                monitor._hooks.clear()
+
+        return _Capture()
+
+    def _hook(self, name):
+        def hook(module, args, kwargs, output):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            state_in = (args[1] if len(args) > 1 else kwargs.get("state")) or module.init_state(hidden.shape[0])
+            self._captured[name] = (hidden.detach(), state_in.detach(), output[1].detach())
+        return hook
+
+    @torch.no_grad()
+    def record(self, step: int) -> list[dict]:
+        """Computes the statistics of the last captured forward, appends them to the CSV and checks the alarms."""
+        rows = []
+        for name, (hidden, state_in, state_out) in self._captured.items():
+            layer = self.layers[name]
+            row = {"step": step, "layer": name}
+            for field, t in state_out.tensors().items():
+                if field.startswith("grad_"):
+                    continue
+                t = t.float()
+                row.update({f"{field}_mean": t.mean().item(), f"{field}_std": t.std().item(),
+                            f"{field}_maxabs": t.abs().max().item()})
+            row["inner_loss_before"] = layer.reconstruction_loss(hidden, state_in, state_in.seen).item()
+            row["inner_loss_after"] = layer.reconstruction_loss(hidden, state_out, state_in.seen).item()
+            lr = layer._scan_inputs(hidden, state_in.seen)[3]
+            row.update({"eta_mean": lr.mean().item(), "eta_std": lr.std().item(), "eta_max": lr.max().item()})
+            rows.append(row)
+        self._append(rows)
+        self._check(rows)
+        return rows
+
+    def _append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        fields = list(rows[0])
+        for r in rows[1:]:
+            fields += [k for k in r if k not in fields]
+        new = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+    def _check(self, rows: list[dict]) -> None:
+        for row in rows:
+            bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+            if bad:
+                raise MonitorAlarm(f"step {row['step']}: NaN/Inf in TTT layer {row['layer']}: {', '.join(bad)}")
+            big = {k: v for k, v in row.items() if k.endswith("_maxabs") and v > self.max_abs}
+            if big:
+                raise MonitorAlarm(f"step {row['step']}: TTT layer {row['layer']} weights above the bound "
+                                   f"max_abs={self.max_abs}: " + ", ".join(f"{k}={v:.3g}" for k, v in big.items()))
+
+
+def plot(csv_path: str | Path, png_path: str | Path | None = None) -> Path:
+    """One PNG with a panel per quantity (weight max-abs, inner loss before/after, eta), a line per layer."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"monitor CSV not found: {csv_path} (a training run writes RUN/monitor.csv)")
+    df = pd.read_csv(csv_path)
+    png_path = Path(png_path) if png_path else csv_path.with_suffix(".png")
+    weight_cols = [c for c in df.columns if c.endswith("_maxabs")]
+    panels = [("max |weight|", weight_cols), ("inner loss", ["inner_loss_before", "inner_loss_after"]),
+              ("eta (lr gate)", ["eta_mean", "eta_max"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    for ax, (title, cols) in zip(axes, panels):
+        for layer, part in df.groupby("layer"):
+            for col in cols:
+                short = layer.replace("model.layers.", "layer ").replace(".self_attn.ttt", "")
+                ax.plot(part["step"], part[col], label=f"{short} {col}")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
