@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     event,
     select,
     func,
+    make_url,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -113,6 +115,9 @@ def hash_token(token: str) -> str:
 def make_engine(url: str) -> Engine:
     """An engine for `url` with the human-eval tables created if missing."""
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=20, max_overflow=20
         )

@@ -16,7 +16,7 @@ body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 1.5rem auto
 .prompt { white-space: pre-wrap; background: #f4f4f4; padding: .6rem; border-radius: 6px; }
 audio { width: 100%; margin-bottom: .5rem; }
 fieldset { margin-top: 1rem; } label { margin-right: 1.5rem; }
-textarea { width: 100%; } .note { color: #555; } .error { color: #a00; }
+textarea { width: 100%; box-sizing: border-box; } .note { color: #555; } .error { color: #a00; }
 progress { width: 100%; }
 </style></head>
 <body>{% block body %}{% endblock %}</body></html>
