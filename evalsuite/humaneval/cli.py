@@ -161,6 +161,8 @@ def cmd_serve(args) -> int:
 
     app = create_app(args.bundle, results.db_url(args.db))
     print(f"serving bundle {args.bundle} on http://{args.host}:{args.port}/ (raters open their /r/... links)")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("warning: not loopback; the links are secrets, so expose the form only behind HTTPS", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -1,22 +1,84 @@
-"""The bridge to the results store (evalsuite.store): the database URL, system outputs ("samples") for export,
-and the summary's metric rows as a run of task `human_pref`."""
+"""The bridge to the results store (evalsuite.store): the database URL, system outputs for export, and the
+summary's metric rows as a run of task `human_pref`.
+
+Outputs in the store: the latest finished run of `--task` whose model_id is the system name; its sample rows named
+"output" whose `data` JSON holds {"prompt", "text", "audio"?} (audio: a WAV path), one per unit (= prompt id).
+"""
 
 from __future__ import annotations
 
-import os
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from evalsuite.humaneval.bundle import BundleError, Output
 
-DEFAULT_URL = "sqlite:///evalsuite.db"
+TASK = "human_pref"
+TASK_VERSION = "1"
+OUTPUT_SAMPLE = "output"
 
 
 def db_url(cli_value: str | None) -> str:
-    return cli_value or os.environ.get("EVALSUITE_DB") or DEFAULT_URL
+    """--db, else $EVALSUITE_DB, else the store's default file; a plain path is taken as a SQLite file."""
+    from evalsuite.store import default_url  # imported on use: the store is developed alongside this package
+
+    url = cli_value or default_url()
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).resolve()}"
+    return url
 
 
 def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[str, Output]]:
-    raise BundleError("--from-jsonl: required (the results store has no samples table yet)")
+    from evalsuite.store import Store
+
+    store = Store(url)
+    runs = store.runs(task=task, status="finished")
+    out = {}
+    for system in systems:
+        mine = runs[runs["model_id"] == system]
+        if mine.empty:
+            raise BundleError(
+                f"--systems: no finished run of task {task!r} for model {system!r} in {url} (or give --from-jsonl)"
+            )
+        run_id = int(mine["id"].iloc[-1])
+        samples = store.samples(run_id)
+        samples = samples[samples["name"] == OUTPUT_SAMPLE]
+        if samples.empty:
+            raise BundleError(f"--task: run {run_id} of {task!r} for {system!r} has no {OUTPUT_SAMPLE!r} samples")
+        outputs = {}
+        for unit, data in zip(samples["unit"], samples["data"]):
+            d = json.loads(data or "{}")
+            if not isinstance(d.get("prompt"), str) or not isinstance(d.get("text"), str):
+                raise BundleError(f"run {run_id}, unit {unit!r}: sample data needs string 'prompt' and 'text'")
+            outputs[str(unit)] = Output(str(unit), d["prompt"], d["text"], Path(d["audio"]) if d.get("audio") else None)
+        out[system] = outputs
+    return out
 
 
-def write_rows(url: str, key: dict, rows: list[dict]) -> str:
-    raise BundleError("--no-store: required (the results store API is not available yet)")
+def write_rows(url: str, key: dict, rows: list[dict]) -> int:
+    """One finished run of task human_pref for the bundle; its model is the first system of the key (list the
+    candidate first: the win_rate row "A vs B" is A's rate)."""
+    from evalsuite.store import Store, config_hash
+
+    store = Store(url)
+    first = key["systems"][0]
+    try:
+        code_version = version("ttt-omni")
+    except PackageNotFoundError:
+        code_version = "unknown"
+    run_id = store.start_run(
+        task=TASK,
+        task_version=TASK_VERSION,
+        task_kind=TASK,
+        model_id=first,
+        model_hash=config_hash(["human_pref_system", first]),
+        model_spec=f"bundle:{key['bundle_id']}",
+        config={"bundle_id": key["bundle_id"], "task": key.get("task"), "systems": key["systems"]},
+        seed=int(key.get("seed", 0)),
+        n_units=0,
+        code_version=code_version,
+        resume=False,
+    )
+    store.add_metrics(run_id, rows)
+    store.finish_run(run_id, "finished")
+    return run_id

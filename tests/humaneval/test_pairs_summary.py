@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from humaneval_helpers import SYSTEMS, write_wav
+
 from evalsuite.humaneval import db
 from evalsuite.humaneval.bundle import load_served
 from evalsuite.humaneval.summary import summarize
@@ -101,3 +103,49 @@ def test_cli_raters_and_summarize(bundle, db_url, tmp_path):
     assert json.loads(out.read_text())["comparisons"][0]["n"] == 6
     r = run_cli("pairs", "summarize", "--bundle", str(tmp_path), "--db", db_url, "--no-store")
     assert r.returncode == 2 and "not a pair bundle" in r.stderr
+
+
+def test_summarize_writes_human_pref_rows_to_the_store(bundle, db_url):
+    Store = pytest.importorskip("evalsuite.store").Store
+
+    served = load_served(bundle)
+    engine = db.make_engine(db_url)
+    db.register_bundle(engine, served.bundle_id, served.task, len(served.items))
+    for name, choice in (("alice", "left"), ("bob", "tie")):
+        token = db.add_rater(engine, served.bundle_id, name, sorted(served.items))
+        rid = db.rater_for_token(engine, served.bundle_id, token).id
+        for pid in db.rater_state(engine, rid)[0]:
+            db.cast_vote(engine, rid, pid, choice, "", 0)
+    r = run_cli("pairs", "summarize", "--bundle", str(bundle), "--db", db_url)
+    assert r.returncode == 0, r.stderr
+    store = Store(db_url)
+    (run,) = store.runs(task="human_pref").to_dict("records")
+    assert run["status"] == "finished" and run["model_id"] == SYSTEMS[0]
+    m = store.metrics(task="human_pref", name="win_rate")
+    assert list(m["bin"]) == [f"{SYSTEMS[0]} vs {SYSTEMS[1]}"] and list(m["n"]) == [12]
+    assert m["ci_low"].iloc[0] < m["value"].iloc[0] < m["ci_high"].iloc[0]
+    assert store.metrics(task="human_pref", name="cohen_kappa")["value"].iloc[0] == pytest.approx(0.0)
+
+
+def test_export_from_store_samples(tmp_path, db_url):
+    Store = pytest.importorskip("evalsuite.store").Store
+
+    store = Store(db_url)
+    for system, f0 in (("sysA", 200), ("sysB", 300)):
+        run_id = store.start_run(task="longform_story", task_version="1", task_kind="generation", model_id=system,
+                                 model_hash=system, model_spec=system, config={}, seed=0, n_units=3,
+                                 code_version="test")
+        for i in range(3):
+            wav = tmp_path / f"{system}{i}.wav"
+            write_wav(wav, f0 + i)
+            data = {"prompt": f"prompt {i}", "text": f"{system} says {i}", "audio": str(wav)}
+            store.add_unit(run_id, f"p{i}", [{"name": "output", "data": data}])
+        store.finish_run(run_id)
+    out = tmp_path / "b"
+    r = run_cli("pairs", "export", "--systems", "sysA,sysB", "--task", "longform_story", "--n", "3", "--seed", "1",
+                "--out", str(out), "--db", db_url)
+    assert r.returncode == 0, r.stderr
+    assert len(load_served(out).items) == 3 and len(list((out / "audio").iterdir())) == 6
+    r = run_cli("pairs", "export", "--systems", "sysA,sysC", "--task", "longform_story", "--n", "3",
+                "--out", str(tmp_path / "c"), "--db", db_url)
+    assert r.returncode == 2 and "no finished run of task 'longform_story' for model 'sysC'" in r.stderr
