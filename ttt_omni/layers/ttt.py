@@ -46,6 +46,11 @@ class TTTInnerParams(nn.Module):
                     getattr(self, name).zero_()
             self.ttt_norm_weight.fill_(1.0)
 
+    def forward(self) -> dict[str, Tensor]:
+        """The parameters by name. Layers read them through this call so that wrappers which gather parameters
+        around a module's forward (FSDP2) see the access."""
+        return dict(self.named_parameters(recurse=False))
+
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         keep_float32(self)
@@ -101,10 +106,11 @@ class TTTBase(nn.Module):
         self.inner = TTTInnerParams(self.kind, num_heads, head_dim, hidden_size, mini_batch_size)
         self.rope_theta = rope_theta
 
-    def init_state(self, batch_size: int) -> TTTState:
+    def init_state(self, batch_size: int, params: dict[str, Tensor] | None = None) -> TTTState:
         """A fresh state from the learnable initial weights (differentiable w.r.t. them)."""
+        p = params if params is not None else self.inner()
         names = ("W1", "b1") if self.kind == "linear" else ("W1", "b1", "W2", "b2")
-        return TTTState.fresh(*(getattr(self.inner, n).unsqueeze(0).expand(batch_size, -1, -1, -1) for n in names))
+        return TTTState.fresh(*(p[n].unsqueeze(0).expand(batch_size, -1, -1, -1) for n in names))
 
     def _rope(self, x: Tensor, positions: Tensor) -> Tensor:
         # Computed in (at least) float32 on the fly: a buffer would be cast with the module to bf16.
@@ -115,7 +121,7 @@ class TTTBase(nn.Module):
         xf = x.to(dtype)
         return (xf * emb.cos() + _rotate_half(xf) * emb.sin()).to(x.dtype)
 
-    def _scan_inputs(self, hidden_states: Tensor, start: int):
+    def _scan_inputs(self, hidden_states: Tensor, start: int, p: dict[str, Tensor]):
         """q, k, v [B,H,T,F] with per-mini-batch RoPE, the lr gate [B,H,T] and token scales [K]."""
         B, T, _ = hidden_states.shape
         H, F, K = self.num_heads, self.head_dim, self.mini_batch_size
@@ -127,23 +133,23 @@ class TTTBase(nn.Module):
         xq = self._rope(heads(self.q_proj(hidden_states)), positions)
         xk = self._rope(heads(self.k_proj(hidden_states)), positions)
         xv = heads(self.v_proj(hidden_states))
-        inner = self.inner
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            gate = torch.einsum("btd,hd->bht", hidden_states.to(inner.lr_weight.dtype), inner.lr_weight)
-            lr = self.base_lr * torch.sigmoid(gate + inner.lr_bias[:, None]) / F
-            token_idx = 1.0 / torch.arange(1, K + 1, device=hidden_states.device, dtype=inner.token_idx_bias.dtype)
-            token_scale = torch.clamp_min(token_idx + inner.token_idx_bias, 0.0)
+            gate = torch.einsum("btd,hd->bht", hidden_states.to(p["lr_weight"].dtype), p["lr_weight"])
+            lr = self.base_lr * torch.sigmoid(gate + p["lr_bias"][:, None]) / F
+            token_idx = 1.0 / torch.arange(1, K + 1, device=hidden_states.device, dtype=p["token_idx_bias"].dtype)
+            token_scale = torch.clamp_min(token_idx + p["token_idx_bias"], 0.0)
         return xq, xk, xv, lr, token_scale
 
     @torch.no_grad()
     def reconstruction_loss(self, hidden_states: Tensor, state: TTTState, start: int) -> Tensor:
         """Mean inner loss 1/2 ||LN(f(k)) - (v - k)||^2 per token under `state`'s weights, without updating them
         (the monitor compares the window's start and end states). `start` is the first token's position."""
-        xq, xk, xv, _, _ = self._scan_inputs(hidden_states, start)
+        p = self.inner()
+        _, xk, xv, _, _ = self._scan_inputs(hidden_states, start, p)
         dtype = state.W1.dtype
         k, v = xk.to(dtype), xv.to(dtype)
-        pred = head_layer_norm(inner_forward(state.params(), k), self.inner.ttt_norm_weight.to(dtype),
-                               self.inner.ttt_norm_bias.to(dtype))
+        pred = head_layer_norm(inner_forward(state.params(), k), p["ttt_norm_weight"].to(dtype),
+                               p["ttt_norm_bias"].to(dtype))
         return 0.5 * ((pred - (v - k)) ** 2).sum(-1).mean()
 
     def forward(self, hidden_states: Tensor, state: TTTState | None = None) -> tuple[Tensor, TTTState]:
@@ -151,11 +157,12 @@ class TTTBase(nn.Module):
             raise ValueError(f"hidden_states must be [batch, seq, {self.hidden_size}], got {tuple(hidden_states.shape)}")
         self.inner.check_dtype()
         B, T, _ = hidden_states.shape
+        p = self.inner()
         if state is None:
-            state = self.init_state(B)
-        xq, xk, xv, lr, token_scale = self._scan_inputs(hidden_states, state.seen)
+            state = self.init_state(B, p)
+        xq, xk, xv, lr, token_scale = self._scan_inputs(hidden_states, state.seen, p)
         scan = ops.ttt_linear if self.kind == "linear" else ops.ttt_mlp
-        out, state = scan(xq, xk, xv, lr, token_scale, self.inner.ttt_norm_weight, self.inner.ttt_norm_bias, state,
+        out, state = scan(xq, xk, xv, lr, token_scale, p["ttt_norm_weight"], p["ttt_norm_bias"], state,
                           checkpoint_every=self.scan_checkpoint_every)
         out = self.post_norm(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
         if self.g_proj is not None:

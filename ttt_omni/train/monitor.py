@@ -70,7 +70,7 @@ class TTTMonitor:
                             f"{field}_maxabs": t.abs().max().item()})
             row["inner_loss_before"] = layer.reconstruction_loss(hidden, state_in, state_in.seen).item()
             row["inner_loss_after"] = layer.reconstruction_loss(hidden, state_out, state_in.seen).item()
-            lr = layer._scan_inputs(hidden, state_in.seen)[3]
+            lr = layer._scan_inputs(hidden, state_in.seen, layer.inner())[3]
             row.update({"eta_mean": lr.mean().item(), "eta_std": lr.std().item(), "eta_max": lr.max().item()})
             rows.append(row)
         self._append(rows)
