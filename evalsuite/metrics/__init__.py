@@ -1,1 +1,1 @@
-"""Metrics: pure functions from measurements to numbers (with CIs where they apply)."""
+"""Metric functions: per-token loss and perplexity (`ppl`), bootstrap statistics (`stats`)."""

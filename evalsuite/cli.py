@@ -1,0 +1,196 @@
+"""`evalsuite` command line: run | list | show | export | lm-eval."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import EvalsuiteError
+from .registry import parse_length
+
+DEFAULT_TASK_MODEL = "tiny"
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None,
+                   help="results store: SQLAlchemy URL or SQLite file (default: $EVALSUITE_DB or results/evalsuite.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalsuite", description="Evaluate TTT-Llama models; results go to a store.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a task on a model and store the results")
+    run.add_argument("--task", required=True, help="task name (see `evalsuite list`) or lm_eval:NAME")
+    run.add_argument("--model", default=DEFAULT_TASK_MODEL,
+                     help="ttt:PATH | hf:PATH | tiny | tiny-baseline (default: tiny, the bundled tiny model)")
+    _add_db(run)
+    run.add_argument("--limit", type=int, default=None, help="only the first N documents (units)")
+    run.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps); default cpu")
+    run.add_argument("--seed", type=int, default=0, help="seed for torch, numpy, random and the bootstrap")
+    run.add_argument("--corpus", default=None,
+                     help="user corpus instead of the task's dataset: .txt file, folder of .txt, or .jsonl with 'text'")
+    run.add_argument("--lengths", default=None, help="comma-separated context lengths, e.g. 1k,2k,4k")
+    run.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                     help="extra folder of task YAMLs (and .py kinds); lm-eval YAMLs here serve lm_eval:NAME")
+    run.add_argument("--rank", type=int, default=None, help="this process's shard (default: $RANK or 0)")
+    run.add_argument("--world-size", type=int, default=None, help="number of shards (default: $WORLD_SIZE or 1)")
+    run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("list", help="list tasks with versions and descriptions")
+    ls.add_argument("--include-path", action="append", default=[], metavar="DIR")
+    ls.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show", help="show a run: its manifest and metric rows")
+    show.add_argument("run_id", type=int, metavar="RUN")
+    _add_db(show)
+    show.set_defaults(func=cmd_show)
+
+    export = sub.add_parser("export", help="export metric rows (joined with their runs)")
+    export.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    export.add_argument("--output", default=None, help="file to write (default: results/metrics.FORMAT)")
+    export.add_argument("--run", type=int, default=None, help="only this run")
+    export.add_argument("--task", default=None, help="only this task")
+    _add_db(export)
+    export.set_defaults(func=cmd_export)
+
+    sub.add_parser("lm-eval", add_help=False, help="lm-eval's own CLI (all its options) with the ttt-omni model "
+                   "registered: evalsuite lm-eval --model ttt-omni --model_args pretrained=PATH --tasks ...")
+    from .humaneval.cli import register as register_humaneval  # evalsuite pairs ... / evalsuite raters ...
+    register_humaneval(sub)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from .runner import run_task
+    from .store import Store
+
+    lengths = ([parse_length(x, "--lengths") for x in args.lengths.split(",") if x.strip()]
+               if args.lengths else None)
+    store = Store(args.db)
+    result = run_task(args.task, args.model, store=store, include_paths=args.include_path, limit=args.limit,
+                      device=args.device, seed=args.seed, corpus=args.corpus, lengths=lengths, rank=args.rank,
+                      world_size=args.world_size, resume=not args.new, progress=not args.no_progress)
+    console = _console()
+    if result.status != "finished":
+        console.print(f"shard done: {result.units_run} units run here; run {result.run_id} is finished by the last "
+                      f"shard. Then: evalsuite show {result.run_id}" + _db_flag(args.db))
+        return 0
+    if result.units_skipped:
+        console.print(f"resumed run {result.run_id}: {result.units_skipped} finished units kept, "
+                      f"{result.units_run} run now")
+    _print_run(console, store, result.run_id)
+    console.print(f"\nResults: run {result.run_id} in {store.url}\n"
+                  f"  evalsuite show {result.run_id}{_db_flag(args.db)}        this table and the run manifest\n"
+                  f"  evalsuite export --format csv --run {result.run_id}{_db_flag(args.db)}   "
+                  "metric rows as csv | json | parquet\n"
+                  "  (a dashboard, `evalsuite dashboard`, is planned; until then use show / export)")
+    return 0
+
+
+def _db_flag(db: str | None) -> str:
+    return f" --db {db}" if db else ""
+
+
+def _print_run(console, store, run_id: int) -> None:
+    from rich.table import Table
+
+    run = store.run(run_id)
+    df = store.metrics(run_id=run_id)
+    table = Table(title=f"run {run_id}: {run['task']} v{run['task_version']} | {run['model_id']} "
+                        f"(hash {run['model_hash']}) | seed {run['seed']} | {run['status']}")
+    names = list(dict.fromkeys(df["name"]))
+    table.add_column("bin")
+    for name in names:
+        table.add_column(f"{name} [95% CI]", justify="right")
+    table.add_column("n docs", justify="right")
+    for bin_, part in df.groupby("bin", sort=False):
+        cells = {r.name: _fmt(r.value, r.ci_low, r.ci_high) for r in part.itertuples()}
+        table.add_row(bin_ or "-", *[cells.get(n, "") for n in names], str(int(part["n"].max()))
+                      if part["n"].notna().any() else "")
+    console.print(table)
+
+
+def _fmt(value, low, high) -> str:
+    import math
+
+    def f(x):
+        return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+    return f"{f(value)} [{f(low)}, {f(high)}]" if low is not None and not _nan(low) else f(value)
+
+
+def _nan(x) -> bool:
+    return isinstance(x, float) and x != x
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    from .registry import Registry
+
+    reg = Registry(args.include_path)
+    table = Table(title="evalsuite tasks (lm-eval tasks: --task lm_eval:NAME)")
+    for col in ("task", "version", "kind", "description"):
+        table.add_column(col)
+    for name in reg.names():
+        s = reg.specs[name]
+        table.add_row(s.name, s.version, s.kind, s.description)
+    _console().print(table)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .store import Store
+
+    store = Store(args.db)
+    run = store.run(args.run_id)
+    console = _console()
+    for key in ("task", "task_version", "task_kind", "model_id", "model_hash", "model_spec", "seed", "code_version",
+                "host", "status", "started_at", "finished_at", "n_units", "error", "config"):
+        if run.get(key) is not None:
+            console.print(f"[bold]{key}[/bold]: {run[key]}")
+    console.print(f"units done: {len(store.done_units(args.run_id))}/{run['n_units']}")
+    _print_run(console, store, args.run_id)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .store import Store
+
+    out = Path(args.output or Path("results") / f"metrics.{args.format}")
+    path = Store(args.db).export(out, args.format, run_id=args.run, task=args.task)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lm-eval"]:  # everything after it belongs to lm-eval's parser
+        from .lm_eval_adapter import main as lm_eval_main
+
+        return lm_eval_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except EvalsuiteError as e:
+        print(f"evalsuite: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("evalsuite: interrupted; finished units are stored and the same command resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Documents to evaluate on: the bundled books (by split) or a user corpus (a .txt file, a folder of .txt files, or a
+.jsonl file whose lines are objects with a "text" field)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CorpusError
+
+
+@dataclass(frozen=True)
+class Document:
+    key: str  # unique within the corpus: file name, or "file.jsonl:LINE"
+    path: Path
+    line: int | None = None  # for .jsonl documents
+
+    def read(self) -> str:
+        try:
+            if self.line is None:
+                text = self.path.read_text(encoding="utf-8")
+            else:
+                raw = self.path.read_text(encoding="utf-8").splitlines()[self.line - 1]
+                text = json.loads(raw)["text"]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CorpusError(f"corpus document {self.path} is unreadable ({e}); expected UTF-8 text") from None
+        if not text.strip():
+            raise CorpusError(f"corpus document {self.key} ({self.path}) is empty")
+        return text
+
+
+def bundled_books(split: str = "eval") -> list[Document]:
+    from ttt_omni.data_manifest import books
+
+    try:
+        found = books(split=split)
+    except ValueError as e:
+        raise CorpusError(f"bundled books: {e}") from None
+    if not found:
+        raise CorpusError(f"bundled books: no book in split {split!r} (data/books/MANIFEST.tsv)")
+    return [Document(b.file, b.path) for b in found]
+
+
+def user_corpus(path: str | Path) -> list[Document]:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        docs = [Document(p.name, p) for p in sorted(path.glob("*.txt"))]
+        if not docs:
+            raise CorpusError(f"corpus {path}: folder has no .txt files (expected one document per .txt file)")
+        return docs
+    if not path.exists():
+        raise CorpusError(f"corpus {path}: no such file or folder (expected a .txt file, a folder of .txt files, "
+                          "or a .jsonl file with a 'text' field per line)")
+    if path.suffix == ".jsonl":
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CorpusError(f"corpus {path}: unreadable ({e}); expected UTF-8 JSON lines") from None
+        docs = []
+        for i, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                ok = isinstance(json.loads(raw).get("text"), str)
+            except (json.JSONDecodeError, AttributeError):
+                ok = False
+            if not ok:
+                raise CorpusError(f"corpus {path}:{i}: expected a JSON object with a string 'text' field")
+            docs.append(Document(f"{path.name}:{i}", path, i))
+        if not docs:
+            raise CorpusError(f"corpus {path}: no documents")
+        return docs
+    return [Document(path.name, path)]

@@ -1,0 +1,184 @@
+"""Model adapters by spec string; each gives a model, its tokenizer and its identity (id + content hash).
+
+  ttt:PATH        a TTT-Llama checkpoint (HF directory; `ttt_omni.models` registers the Auto classes)
+  hf:PATH         any local HF causal LM (the baseline)
+  tiny            the bundled tiny TTT-Llama: checkpoints/tiny-ttt when it exists, else a seeded random model
+                  labelled "-untrained" (a few M parameters, byte-level BPE tokenizer trained on the train books)
+  tiny-baseline   the same for a plain Llama with a 2048-token context: checkpoints/tiny-baseline or seeded random
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ModelSpecError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
+TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
+TINY_VOCAB = 4096
+TINY_BASELINE_CONTEXT = 2048
+TINY_SEED = 0
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object  # a transformers PreTrainedTokenizerFast
+    model_id: str
+    model_hash: str
+    spec: str
+    context_limit: int | None  # None: no limit (TTT streams any length); else documents longer are windowed
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def cache_dir() -> Path:
+    """Where built artefacts (tokenizers, content hashes) are kept: $TTT_OMNI_CACHE or ~/.cache/ttt-omni."""
+    return Path(os.environ.get("TTT_OMNI_CACHE") or Path.home() / ".cache" / "ttt-omni")
+
+
+def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
+    spec = spec.strip()
+    if spec in TINY_CHECKPOINTS:
+        shipped = CHECKPOINTS_DIR / TINY_CHECKPOINTS[spec]
+        if shipped.is_dir():
+            kind = "ttt" if spec == "tiny" else "hf"
+            loaded = _load_pretrained(kind, shipped, device, dtype)
+            loaded.model_id, loaded.spec = TINY_CHECKPOINTS[spec], spec
+            return loaded
+        return _tiny_untrained(spec, device)
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in ("ttt", "hf") or not path:
+        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, tiny or tiny-baseline")
+    return _load_pretrained(kind, Path(path).expanduser(), device, dtype)
+
+
+def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (path / "config.json").is_file():
+        raise ModelSpecError(f"{kind}:{path}: not a Hugging Face model directory (expected {path / 'config.json'})")
+    if kind == "ttt":
+        _import_ttt_models()
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+    if kind == "ttt" and model.config.model_type != "ttt_llama":
+        raise ModelSpecError(f"ttt:{path}: model_type is {model.config.model_type!r}, expected 'ttt_llama' "
+                             f"(use hf:{path} for a plain HF model)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"{kind}:{path}: no usable tokenizer in the model directory ({e})") from None
+    model.to(device).eval()
+    return LoadedModel(model, tokenizer, f"{kind}:{path.resolve().name}", directory_hash(path), f"{kind}:{path}",
+                       _context_limit(model))
+
+
+def _import_ttt_models():
+    try:
+        import ttt_omni.models  # noqa: F401  (registers model_type "ttt_llama" with the Auto classes)
+    except ImportError as e:
+        raise ModelSpecError(f"ttt: models need ttt_omni.models, which cannot be imported ({e})") from None
+
+
+def _context_limit(model) -> int | None:
+    if model.config.model_type == "ttt_llama":
+        return None
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def directory_hash(path: Path) -> str:
+    """sha256 over the names and contents of the files of a model directory (first 16 hex digits). Cached in
+    cache_dir() by (path, size, mtime) so that large checkpoints are read once."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stamp = hashlib.sha256(repr([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+                           .encode()).hexdigest()
+    memo = cache_dir() / "hashes" / stamp
+    if memo.is_file():
+        return memo.read_text().strip()
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p.relative_to(path)).encode() + b"\0")
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    digest = h.hexdigest()[:16]
+    _atomic_write(memo, digest)
+    return digest
+
+
+def model_state_hash(model: torch.nn.Module, tokenizer) -> str:
+    """sha256 over config, tokenizer and every parameter/buffer of an in-memory model (first 16 hex digits)."""
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- the tiny models ------------------------------------------------------------------------------------------
+
+
+def tiny_tokenizer():
+    """Byte-level BPE (vocab 4096) trained on the train split of the bundled books; built once, then cached."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ttt_omni.data_manifest import books
+
+    train = books(split="train")
+    digest = hashlib.sha256("".join(b.file + b.path.stat().st_size.__str__() for b in train).encode()).hexdigest()
+    path = cache_dir() / "tokenizers" / f"bpe{TINY_VOCAB}-{digest[:12]}.json"
+    if not path.is_file():
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      special_tokens=["<|endoftext|>"], show_progress=False)
+        tok.train_from_iterator([b.read() for b in train], trainer)
+        _atomic_write(path, tok.to_str())
+    return PreTrainedTokenizerFast(tokenizer_file=str(path), eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   model_max_length=1 << 30)
+
+
+def _tiny_untrained(spec: str, device: str) -> LoadedModel:
+    """A seeded random tiny model, clearly labelled untrained, until the trainer ships checkpoints/."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(TINY_SEED)
+    geometry = dict(vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=None,
+                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model_id = None
+    if spec == "tiny":
+        try:
+            from ttt_omni.models import TTTLlamaForCausalLM
+            from ttt_omni.models.presets import tiny_config
+        except ImportError:
+            model_id = "tiny-llama-untrained (ttt_omni.models unavailable: plain Llama instead of TTT)"
+        else:
+            # bounded-memory mode (sliding-window attention in the non-TTT layers) and mini-batch 64 keep CPU time low
+            model = TTTLlamaForCausalLM(tiny_config(vocab_size=TINY_VOCAB, attention_window=512, mini_batch_size=64,
+                                                    eos_token_id=tokenizer.eos_token_id,
+                                                    pad_token_id=tokenizer.pad_token_id))
+            model_id = "tiny-ttt-untrained"
+    if spec == "tiny-baseline" or model_id != "tiny-ttt-untrained":
+        model = LlamaForCausalLM(LlamaConfig(**geometry, max_position_embeddings=TINY_BASELINE_CONTEXT))
+        model_id = model_id or "tiny-baseline-untrained"
+    model.to(device).eval()
+    return LoadedModel(model, tokenizer, model_id, model_state_hash(model, tokenizer), spec, _context_limit(model))

@@ -1,0 +1,96 @@
+"""The runner: one task on one model, resumable, shardable across processes, results in the store.
+
+Each process runs the units whose index i satisfies i % world_size == rank (rank and world size come from the
+arguments or from RANK / WORLD_SIZE as set by torchrun and accelerate launch) and skips units already in the store,
+so a killed run resumes where it stopped and shards may be re-run with any world size. The process that stores the
+last unit aggregates the samples into metric rows and marks the run finished.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .errors import CorpusError, EvalsuiteError
+from .models import REPO_ROOT, LoadedModel, load_model
+from .registry import KINDS, Registry, TaskSpec, validate_spec
+from .store import Store
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    status: str  # "finished", or "running" while other shards still have units left
+    units_total: int
+    units_run: int  # by this process
+    units_skipped: int  # already in the store (resumed)
+
+
+def code_version() -> str:
+    """`git describe --always --dirty` of this repository, or the package version outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"evalsuite-{__version__}"
+
+
+def shard_from_env() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: Store | None = None,
+             include_paths: list[str] = (), limit: int | None = None, device: str = "cpu", seed: int = 0,
+             corpus: str | None = None, lengths: list[int] | None = None, rank: int | None = None,
+             world_size: int | None = None, resume: bool = True, progress: bool = True) -> RunResult:
+    """Run `task` (a name, `lm_eval:NAME`, or a TaskSpec) on `model` (a spec string or a LoadedModel)."""
+    store = store or Store()
+    env_rank, env_world = shard_from_env()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    if not 0 <= rank < world_size:
+        raise EvalsuiteError(f"shard rank {rank} is not in [0, world size {world_size})")
+    spec = task if isinstance(task, TaskSpec) else Registry(include_paths).get(task)
+    if lengths:
+        spec = dataclasses.replace(spec, lengths=sorted(set(lengths)), source=f"{spec.source} (--lengths)")
+        validate_spec(spec)
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    seed_everything(seed)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    kind = KINDS[spec.kind](spec, loaded, seed=seed, limit=limit, corpus=corpus, device=str(loaded.device))
+    units = kind.units()
+    if not units:
+        raise CorpusError(f"task {spec.name}: no units of work (empty corpus or --limit 0)")
+    run_id = store.start_run(task=spec.name, task_version=spec.version, task_kind=spec.kind, model_id=loaded.model_id,
+                             model_hash=loaded.model_hash, model_spec=loaded.spec, config=kind.config(), seed=seed,
+                             n_units=len(units), code_version=code_version(), resume=resume)
+    done = store.done_units(run_id)
+    mine = [u for i, u in enumerate(units) if i % world_size == rank and u.key not in done]
+    skipped = sum(1 for i, u in enumerate(units) if i % world_size == rank and u.key in done)
+    desc = f"{spec.name} | {loaded.model_id}" + (f" | shard {rank}/{world_size}" if world_size > 1 else "")
+    try:
+        for unit in tqdm(mine, desc=desc, unit="unit", disable=not progress):
+            store.add_unit(run_id, unit.key, kind.run_unit(unit), shard=rank)
+        if store.claim_finalize(run_id):
+            store.complete_run(run_id, kind.aggregate(store.samples(run_id)))
+    except BaseException as e:  # noqa: BLE001  (recorded, then re-raised; finished units stay for the resume)
+        store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    return RunResult(run_id, store.run(run_id)["status"], len(units), len(mine), skipped)
