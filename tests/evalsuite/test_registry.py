@@ -1,0 +1,98 @@
+import sys
+import textwrap
+
+import pytest
+
+from evalsuite.cli import main
+from evalsuite.errors import TaskSpecError, UnknownTaskError
+from evalsuite.registry import Registry, load_spec
+
+KIND_PY = textwrap.dedent('''
+    from evalsuite.registry import TaskKind, Unit, register_kind
+
+    @register_kind("{kind}")
+    class Echo(TaskKind):
+        metrics = frozenset({{"score"}})
+
+        def units(self):
+            return [Unit("only")]
+
+        def run_unit(self, unit):
+            return [dict(name="score", value=1.0, n=1)]
+
+        def aggregate(self, samples):
+            return [dict(name="score", value=float(samples["value"].sum()), n=1)]
+''')
+
+
+def _task_yaml(name, kind="ppl_vs_length", metrics="[ppl]", extra="lengths: [64]"):
+    return f"name: {name}\nversion: 2\nkind: {kind}\ndescription: test task {name}\nmetrics: {metrics}\n{extra}\n"
+
+
+def test_builtin_task_is_found_with_parsed_lengths():
+    spec = Registry().get("ppl_vs_length")
+    assert spec.kind == "ppl_vs_length" and spec.version == "1.0"
+    assert spec.lengths == [1024, 2048, 4096, 8192, 16384, 32768, 61440]
+
+
+def test_include_path_adds_yaml_tasks_and_python_kinds(tmp_path):
+    (tmp_path / "echo_kind.py").write_text(KIND_PY.format(kind="echo_inc"))
+    (tmp_path / "echo.yaml").write_text(_task_yaml("echo_task", kind="echo_inc", metrics="[score]", extra=""))
+    reg = Registry([tmp_path])
+    assert reg.get("echo_task").kind == "echo_inc"
+    assert "ppl_vs_length" in reg.names()
+
+
+def test_entry_point_group_adds_tasks(tmp_path, monkeypatch):
+    pkg = tmp_path / "thirdparty_tasks"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(KIND_PY.format(kind="echo_ep") + textwrap.dedent('''
+        from pathlib import Path
+
+        def task_paths():
+            return [Path(__file__).parent / "specs"]
+    '''))
+    (pkg / "specs").mkdir()
+    (pkg / "specs" / "ep.yaml").write_text(_task_yaml("ep_task", kind="echo_ep", metrics="[score]", extra=""))
+    dist = tmp_path / "thirdparty_tasks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-tasks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[evalsuite.tasks]\nthirdparty = thirdparty_tasks:task_paths\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert Registry().get("ep_task").kind == "echo_ep"
+    sys.modules.pop("thirdparty_tasks", None)
+
+
+def test_unknown_task_suggests_close_matches():
+    with pytest.raises(UnknownTaskError, match="did you mean ppl_vs_length"):
+        Registry().get("ppl_vs_lenght")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: [unclosed", "not valid YAML"),
+    ("version: 1\nkind: ppl_vs_length\n", "missing required field 'name'"),
+    (_task_yaml("t", metrics="[ppl, bleu]"), r"unknown metric\(s\) \['bleu'\]"),
+    (_task_yaml("t", kind="nope"), "unknown kind 'nope'"),
+    (_task_yaml("t", extra="lengths: [2k, 1k]"), "strictly increasing"),
+    (_task_yaml("t", extra="lengths: [1k]\nthresholds: {loss: {max: 1}}"), "not in metrics"),
+    (_task_yaml("t", extra="lenghts: [1k]"), r"unknown field\(s\) \['lenghts'\]"),
+])
+def test_bad_task_yaml_gives_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(TaskSpecError, match=message) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_cli_reports_bad_yaml_in_one_line(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text(_task_yaml("t", metrics="[ppl, bleu]"))
+    assert main(["list", "--include-path", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("evalsuite: error:") and "bleu" in err and "\n" not in err
+
+
+def test_cli_list_shows_versions_and_descriptions(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ppl_vs_length" in out and "1.0" in out and "Per-token loss" in out
