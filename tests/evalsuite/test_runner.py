@@ -1,0 +1,117 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from evalsuite.cli import main
+from evalsuite.store import Store
+
+SLOW_KIND = textwrap.dedent('''
+    import os, time
+    from evalsuite.registry import TaskKind, Unit, register_kind
+
+    @register_kind("slow_count")
+    class SlowCount(TaskKind):
+        """Units u0..u7; each appends its key to params.log and takes params.delay_ms."""
+        metrics = frozenset({"total"})
+
+        def units(self):
+            return [Unit(f"u{i}") for i in range(8)]
+
+        def run_unit(self, unit):
+            time.sleep(self.spec.params["delay_ms"] / 1000)
+            with open(self.spec.params["log"], "a") as f:
+                f.write(unit.key + "\\n")
+            return [dict(name="one", value=1.0, n=1)]
+
+        def aggregate(self, samples):
+            return [dict(name="total", value=float(samples["value"].sum()), n=len(samples))]
+''')
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "evalsuite.cli", *args]
+
+
+def test_kill_9_then_resume_redoes_only_unfinished_units(tmp_path):
+    log, db = tmp_path / "ran.log", tmp_path / "s.db"
+    (tmp_path / "slow.py").write_text(SLOW_KIND)
+    (tmp_path / "slow.yaml").write_text(
+        f"name: slow\nversion: 1\nkind: slow_count\nmetrics: [total]\nparams: {{log: '{log}', delay_ms: 400}}\n")
+    args = ["run", "--task", "slow", "--include-path", str(tmp_path), "--db", str(db), "--no-progress"]
+    proc = subprocess.Popen(_cli(*args))
+    store = Store(db)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = store.runs()
+        if len(runs) and len(store.done_units(int(runs["id"][0]))) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_id = int(store.runs()["id"][0])
+    done_before = store.done_units(run_id)
+    assert 3 <= len(done_before) < 8 and store.run(run_id)["status"] == "running"
+    log.write_text("")
+    assert main(args) == 0
+    rerun = log.read_text().split()
+    assert sorted(rerun) == sorted({f"u{i}" for i in range(8)} - done_before)
+    assert len(store.runs()) == 1 and store.run(run_id)["status"] == "finished"
+    assert store.metrics(run_id=run_id)["value"].tolist() == [8.0]
+
+
+def test_four_shards_in_four_processes_merge_into_one_run(tmp_path, micro_llama_dir, small_corpus):
+    db = tmp_path / "s.db"
+    corpus = tmp_path / "corpus8"
+    corpus.mkdir()
+    for i, doc in enumerate(sorted(small_corpus.glob("*.txt")) * 2):
+        (corpus / f"{i}_{doc.name}").write_text(doc.read_text())
+    args = ["run", "--task", "ppl_vs_length", "--model", f"hf:{micro_llama_dir}", "--corpus", str(corpus),
+            "--lengths", "32,64,128", "--db", str(db), "--no-progress", "--world-size", "4"]
+    procs = [subprocess.Popen(_cli(*args, "--rank", str(r)), stdout=subprocess.DEVNULL) for r in range(4)]
+    assert [p.wait(timeout=400) for p in procs] == [0, 0, 0, 0]
+    store = Store(db)
+    runs = store.runs()
+    assert len(runs) == 1 and runs["status"][0] == "finished"
+    run_id = int(runs["id"][0])
+    assert len(store.done_units(run_id)) == 8
+    assert set(store.samples(run_id)["unit"]) == {p.name for p in corpus.glob("*.txt")}
+    m = store.metrics(run_id=run_id)
+    assert len(m) == 4 * 3 and (m[m["bin"] == "length=32"]["n"] == 8).all()
+
+
+def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EVALSUITE_DB", str(tmp_path / "demo.db"))
+    assert main(["run", "--task", "ppl_vs_length", "--limit", "1", "--lengths", "256,512", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-ttt-untrained" in out and "length=512" in out and "evalsuite show 1" in out
+    assert main(["show", "1"]) == 0 and "cum_ppl" in capsys.readouterr().out
+    assert main(["export", "--format", "json", "--output", str(tmp_path / "m.json")]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--corpus", "/nonexistent/corpus"], "corpus /nonexistent/corpus: no such file or folder"),
+    (["--model", "gpt:foo"], "model spec 'gpt:foo' not understood"),
+    (["--model", "hf:/nonexistent"], "not a Hugging Face model directory"),
+    (["--lengths", "1k,abc"], "length 'abc' is not a number"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code = main(["run", "--task", "ppl_vs_length", "--db", str(tmp_path / "s.db"), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err
+
+
+def test_unreadable_corpus_document_is_a_clear_error(tmp_path, capsys, micro_llama_dir):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "binary.txt").write_bytes(b"\xff\xfe\x00\x81 not utf-8")
+    code = main(["run", "--task", "ppl_vs_length", "--model", f"hf:{micro_llama_dir}", "--corpus", str(corpus),
+                 "--lengths", "32", "--db", str(tmp_path / "s.db"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "binary.txt" in err and "UTF-8" in err
+    run = Store(tmp_path / "s.db").runs().iloc[0]
+    assert run["status"] == "failed" and "binary.txt" in run["error"]
