@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,6 +39,9 @@ class TTTOmniLM(LM):
     def __init__(self, pretrained: str = "tiny", device: str = "cpu", chunk_size: int = 2048,
                  max_gen_toks: int = 256, loaded: LoadedModel | None = None, **_ignored):
         super().__init__()
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(f"device {device!r} requested but CUDA is not available; using cpu", stacklevel=2)
+            device = "cpu"  # lm-eval's CLI passes device=cuda by default; its HF model falls back the same way
         self.loaded = loaded or load_model(resolve_spec(str(pretrained)), device=device)
         self.chunk_size, self.max_gen_toks = int(chunk_size), int(max_gen_toks)
         tok = self.loaded.tokenizer
