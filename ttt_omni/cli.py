@@ -14,6 +14,11 @@ def build_parser() -> argparse.ArgumentParser:
     from ttt_omni.convert import add_convert_command
 
     add_convert_command(subparsers)
+    from ttt_omni.speech.chat import add_chat_command
+    from ttt_omni.speech.omni_checkpoint import add_convert_options
+
+    add_convert_options(subparsers)  # LLaMA-Omni directories: detected by their config, converted with speech parts
+    add_chat_command(subparsers)
     from ttt_omni.train.cli import add_train_commands
 
     add_train_commands(subparsers)

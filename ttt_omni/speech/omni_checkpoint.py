@@ -1,0 +1,271 @@
+"""LLaMA-Omni checkpoint directories: load into `OmniSpeechTTT`, save in the same layout, convert to TTT.
+
+The layout (ictnlp/LLaMA-Omni, `OmniSpeech2SLlamaForCausalLM`):
+  config.json   a LlamaConfig (`model_type` "omni_speech2s_llama") plus `speech_encoder` (path of an openai-whisper
+                .pt), `speech_encoder_type` "whisper", `speech_projector_type` "linear", `speech_encoder_ds_rate`,
+                `speech_encoder_hidden_size`, `speech_generator_type` "ctc", `ctc_decoder_config`,
+                `ctc_upsample_factor`, `ctc_loss_weight`, `unit_vocab_size`
+  weights       model.embed_tokens / model.layers.N.* / model.norm / lm_head (the Llama LLM),
+                model.speech_encoder.*   (openai-whisper encoder names: conv1, blocks.N.attn.query, ln_post, ...),
+                model.speech_projector.linear1 / linear2,
+                speech_generator.input_proj / layers.N.* (LlamaDecoderLayer) / output_proj
+A converted directory (`ttt-omni convert`) is the same with `model_type` "ttt_llama" and TTT layers in place of the
+top layers' attention; it also records the Whisper dims (`speech_encoder_config`) and holds the encoder weights
+itself, so it never needs the `.pt` file again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ttt_omni.convert import (REPORT_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, _save_sharded, convert_checkpoint,
+                              hybrid_config, weight_files)
+from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
+from ttt_omni.models.modeling_ttt_llama import TTTLlamaForCausalLM
+from ttt_omni.models.omni import OmniLLM, OmniSpeechTTT
+
+from .encoder import SpeechEncoder, dims_from_weights, hf_to_openai, load_speech_encoder, whisper_dims
+
+ENCODER_PREFIX = "model.speech_encoder."
+PROJECTOR_PREFIX = "model.speech_projector."
+GENERATOR_PREFIX = "speech_generator."
+ENCODER_FILE = "speech_encoder.safetensors"
+
+
+def is_omni_checkpoint(path: str | os.PathLike) -> bool:
+    """True for a LLaMA-Omni(-layout) checkpoint directory: its config names a speech encoder type."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        raw = json.loads(config.read_text())
+    except json.JSONDecodeError:
+        return False
+    return "speech_encoder_type" in raw or str(raw.get("model_type", "")).startswith("omni_speech")
+
+
+def _read_config(path: Path) -> dict:
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json; expected a LLaMA-Omni checkpoint directory")
+    try:
+        return json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path / 'config.json'} is not valid JSON: {e}") from None
+
+
+def omni_config(path: Path) -> TTTLlamaConfig:
+    """The checkpoint's config as a TTTLlamaConfig (a plain LLaMA-Omni LLM becomes a hybrid without TTT layers)."""
+    raw = _read_config(path)
+    if "speech_encoder_type" not in raw:
+        raise ValueError(f"{path / 'config.json'} has no speech settings (speech_encoder_type, ...); expected a "
+                         "LLaMA-Omni checkpoint")
+    if raw.get("model_type") == TTTLlamaConfig.model_type:
+        return TTTLlamaConfig.from_pretrained(str(path))
+    return hybrid_config(raw, ttt_layers=[])
+
+
+def speech_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Only the speech encoder / projector / generator tensors of the checkpoint (the LLM stays on disk)."""
+    out = {}
+    for file in weight_files(path):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                if key.startswith((ENCODER_PREFIX, PROJECTOR_PREFIX, GENERATOR_PREFIX)):
+                    out[key] = f.get_tensor(key)
+    return out
+
+
+def _strip(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def resolve_encoder_path(value: str, checkpoint: Path) -> Path:
+    """LLaMA-Omni's `speech_encoder` path: absolute, relative to the working directory, or to the checkpoint."""
+    candidates = [Path(value)] if Path(value).is_absolute() else [Path.cwd() / value, checkpoint / value,
+                                                                   checkpoint / Path(value).name]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(f"the speech encoder {value!r} named in {checkpoint / 'config.json'} was not found "
+                            f"(tried {[str(c) for c in candidates]}); pass its path (e.g. large-v3.pt or a "
+                            "transformers Whisper directory) as speech_encoder / --speech-encoder")
+
+
+def _encoder(path: Path, config, tensors: dict, override) -> SpeechEncoder:
+    frozen = not getattr(config, "tune_speech_encoder", False)
+    if override is not None:
+        return load_speech_encoder(override, frozen=frozen)
+    state = _strip(tensors, ENCODER_PREFIX)
+    if state:
+        dims = getattr(config, "speech_encoder_config", None) or dims_from_weights(state)
+        return SpeechEncoder.from_openai_state(state, dims, frozen=frozen)
+    value = getattr(config, "speech_encoder", None)
+    if not value:
+        raise ValueError(f"{path} has no speech encoder weights and its config names no `speech_encoder`; pass one "
+                         "as speech_encoder / --speech-encoder")
+    return load_speech_encoder(resolve_encoder_path(value, path), frozen=frozen)
+
+
+def load_omni(path: str | os.PathLike, speech_encoder: str | os.PathLike | None = None,
+              dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> OmniSpeechTTT:
+    """A LLaMA-Omni checkpoint directory (original or converted) -> OmniSpeechTTT in eval mode.
+    `speech_encoder` overrides where the Whisper encoder comes from (a .pt file or a Whisper directory)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    config = omni_config(path)
+    tensors = speech_tensors(path)
+    encoder = _encoder(path, config, tensors, speech_encoder)
+    llm = OmniLLM.from_pretrained(str(path), config=config, dtype=dtype or torch.float32)
+    model = OmniSpeechTTT(config, encoder, llm)
+    for prefix, module in ((PROJECTOR_PREFIX, model.speech_projector), (GENERATOR_PREFIX, model.speech_generator)):
+        if module is None:
+            continue
+        state = _strip(tensors, prefix)
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{path}: the {prefix.rstrip('.')} tensors do not match its config: missing "
+                             f"{missing[:5]}, unexpected {unexpected[:5]}")
+    if dtype is not None:
+        for module in (model.speech_encoder, model.speech_projector, model.speech_generator):
+            if module is not None:
+                module.to(dtype)
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def omni_state_dict(model: OmniSpeechTTT) -> dict[str, torch.Tensor]:
+    """All tensors under LLaMA-Omni's names."""
+    state = {k: v for k, v in model.llm.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    state.update({ENCODER_PREFIX + k: v for k, v in hf_to_openai(model.speech_encoder.encoder.state_dict()).items()})
+    state.update({PROJECTOR_PREFIX + k: v for k, v in model.speech_projector.state_dict().items()})
+    if model.speech_generator is not None:
+        state.update({GENERATOR_PREFIX + k: v for k, v in model.speech_generator.state_dict().items()})
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Moves a finished directory into place; an existing one is removed only after the new one is there."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_omni(model: OmniSpeechTTT, path: str | os.PathLike, tokenizer=None) -> Path:
+    """Writes `model` (and `tokenizer`) as a LLaMA-Omni-layout directory, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        _save_sharded(omni_state_dict(model), tmp, 5 * 1024**3)
+        model.config.architectures = [TTTLlamaForCausalLM.__name__]
+        model.config.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------- conversion
+def _add_weight_file(directory: Path, name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Adds a safetensors file to a checkpoint directory and (re)writes the index to include it."""
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / name), metadata={"format": "pt"})
+    index_path = directory / WEIGHTS_INDEX_NAME
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+    else:
+        with safe_open(str(directory / WEIGHTS_NAME), framework="pt") as f:
+            index = {"metadata": {}, "weight_map": dict.fromkeys(f.keys(), WEIGHTS_NAME)}
+    index["weight_map"].update(dict.fromkeys(tensors, name))
+    index_path.write_text(json.dumps(index, indent=2))
+
+
+def convert_omni_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
+                            speech_encoder: str | os.PathLike | None = None, **convert_kwargs):
+    """LLaMA-Omni directory -> TTT version: `convert_checkpoint` for the LLM (the speech tensors are carried bit for
+    bit), then the Whisper encoder is stored inside the output if the source only pointed at a `.pt` file, and the
+    encoder dims are recorded. Written in a temporary sibling and renamed into place."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise FileExistsError(f"output {dst} already exists and is not an empty directory; choose a new path")
+    config = omni_config(src)
+    tensors = speech_tensors(src)
+    for prefix in (PROJECTOR_PREFIX,) + ((GENERATOR_PREFIX,) if getattr(config, "speech_generator_type", None)
+                                         else ()):
+        if not _strip(tensors, prefix):
+            raise ValueError(f"{src} has no {prefix}* tensors; expected a LLaMA-Omni checkpoint with its speech "
+                             "projector and generator")
+    encoder = _encoder(src, config, tensors, speech_encoder)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent)) / "out"
+    try:
+        report = convert_checkpoint(src, tmp, **convert_kwargs)
+        if speech_encoder is not None or not _strip(tensors, ENCODER_PREFIX):
+            openai = hf_to_openai(encoder.encoder.state_dict())
+            _add_weight_file(tmp, ENCODER_FILE, {ENCODER_PREFIX + k: v for k, v in openai.items()})
+        out_config = json.loads((tmp / "config.json").read_text())
+        out_config["speech_encoder_config"] = whisper_dims(encoder.config)
+        out_config["speech_encoder_hidden_size"] = encoder.hidden_size
+        (tmp / "config.json").write_text(json.dumps(out_config, indent=2, sort_keys=True))
+        report_data = json.loads((tmp / REPORT_NAME).read_text())
+        report_data["speech_encoder"] = ("stored from " + str(speech_encoder or config.speech_encoder)
+                                         if (tmp / ENCODER_FILE).exists() else "carried from the source weights")
+        (tmp / REPORT_NAME).write_text(json.dumps(report_data, indent=2))
+        if dst.exists():
+            dst.rmdir()  # empty, checked above
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+    report.output = str(dst)
+    return report
+
+
+def add_convert_options(subparsers) -> None:
+    """Extends `ttt-omni convert` with the speech options (LLaMA-Omni directories are detected by their config)."""
+    convert = subparsers.choices["convert"]
+    convert.add_argument("--speech-encoder", default=None,
+                         help="LLaMA-Omni sources: Whisper encoder (.pt such as large-v3.pt, or a Whisper "
+                              "directory) when the checkpoint's `speech_encoder` path does not resolve")
+    plain = convert.get_default("func")
+
+    def run(args) -> int:
+        if not is_omni_checkpoint(args.source):
+            if args.speech_encoder is not None:
+                print(f"ttt-omni convert: error: --speech-encoder is only for LLaMA-Omni checkpoints; {args.source} "
+                      "is not one", file=sys.stderr)
+                return 2
+            return plain(args)
+        try:
+            report = convert_omni_checkpoint(
+                args.source, args.output, speech_encoder=args.speech_encoder, ttt_layers=args.ttt_layers,
+                ttt_type=args.ttt_type, mini_batch_size=args.mini_batch_size, ttt_base_lr=args.ttt_base_lr,
+                attention_window=args.attention_window, seed=args.seed, init_std=args.init_std)
+        except (OSError, ValueError) as e:
+            print(f"ttt-omni convert: error: {e}", file=sys.stderr)
+            return 2
+        print(report.summary() + " (LLaMA-Omni: speech encoder, projector and generator kept)")
+        print(f"report: {Path(args.output) / REPORT_NAME}")
+        return 0
+
+    convert.set_defaults(func=run)
+
+
+__all__ = ["is_omni_checkpoint", "load_omni", "save_omni", "convert_omni_checkpoint", "omni_state_dict",
+           "add_convert_options", "speech_tensors"]
