@@ -29,6 +29,13 @@ def _train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_yaml(args.config, stage=args.stage)
         if args.from_ckpt:
             cfg.model_from, cfg.preset = args.from_ckpt, None
+        from ttt_omni.speech.omni_checkpoint import is_omni_checkpoint
+        if cfg.model_from and is_omni_checkpoint(cfg.model_from):  # speech turns: LM + CTC unit loss
+            from .speech_batch import SpeechTrainer
+            speech = SpeechTrainer(cfg)
+            last = speech.train()
+            print(f"done: step {last['step']}, loss {last['loss']:.4f}; model at {speech.export()}")
+            return 0
         trainer = Trainer(cfg)
         if args.resume and trainer.resume():
             print(f"resumed at step {trainer.step}")
