@@ -164,7 +164,7 @@ def _tiny_untrained(spec: str, device: str) -> LoadedModel:
     geometry = dict(vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
                     num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=None,
                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model_id = None
+    model, model_id = None, "tiny-baseline-untrained"
     if spec == "tiny":
         try:
             from ttt_omni.models import TTTLlamaForCausalLM
@@ -177,8 +177,7 @@ def _tiny_untrained(spec: str, device: str) -> LoadedModel:
                                                     eos_token_id=tokenizer.eos_token_id,
                                                     pad_token_id=tokenizer.pad_token_id))
             model_id = "tiny-ttt-untrained"
-    if spec == "tiny-baseline" or model_id != "tiny-ttt-untrained":
+    if model is None:
         model = LlamaForCausalLM(LlamaConfig(**geometry, max_position_embeddings=TINY_BASELINE_CONTEXT))
-        model_id = model_id or "tiny-baseline-untrained"
     model.to(device).eval()
     return LoadedModel(model, tokenizer, model_id, model_state_hash(model, tokenizer), spec, _context_limit(model))
