@@ -147,3 +147,18 @@ def test_cli_convert_and_chat(llama_omni_dir, tmp_path, wav_file, capsys):
     assert main(["chat", "--model", str(out), "--conversation", "c2", "--text", "hi",
                  "--conversations", str(tmp_path / "convs")]) == 2
     assert "no vocoder" in capsys.readouterr().err
+
+
+def test_model_save_round_trip_and_hour_scale_windows(converted, tmp_path):
+    model = load_omni(converted)
+    model.save_pretrained(tmp_path / "saved")
+    again = OmniSpeechTTT.from_pretrained(tmp_path / "saved")
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with safe_open(str(tmp_path / "saved" / "model.safetensors"), "pt") as f:
+        assert "model.speech_encoder.blocks.0.attn.query.weight" in f.keys()  # LLaMA-Omni names on disk
+    model.save_pretrained(tmp_path / "saved")  # overwriting replaces the directory whole
+    # 61 one-second windows (the real model: 30 s windows, so the same code path serves an hour in 120 windows)
+    speech = model.encode_speech(tone(61.0))
+    assert speech.shape == (610, model.config.hidden_size)
+    torch.testing.assert_close(speech[600:], model.encode_speech(tone(61.0)[60 * 16000:]))

@@ -7,6 +7,7 @@ is refused with an error naming the file.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from math import gcd
 from pathlib import Path
@@ -52,7 +53,7 @@ def load_wav(path: str | os.PathLike, target_rate: int = SAMPLE_RATE) -> np.ndar
                          f"`sox {path.name} -r 16000 -c 1 out.wav`")
     try:
         rate, data = wavfile.read(str(path))
-    except (ValueError, EOFError) as e:
+    except (ValueError, EOFError, struct.error) as e:  # scipy raises struct.error on a truncated header
         raise AudioError(f"{path}: unreadable WAV file ({e})") from None
     samples = _to_float(np.asarray(data), path)
     if samples.ndim == 2:
