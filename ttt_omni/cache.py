@@ -60,13 +60,6 @@ class TTTStateLayer:
                 "a TTT layer's state cannot be cropped: tokens already absorbed into the inner model cannot be "
                 "removed (assisted/speculative decoding is not supported with TTT layers)")
 
-    def offload(self) -> None:
-        if self.state is not None:
-            self.state = self.state.to("cpu")
-
-    def prefetch(self) -> None:
-        """States are not offloaded per layer ahead of time; nothing to do."""
-
     def nbytes(self) -> int:
         return 0 if self.state is None else self.state.nbytes()
 

@@ -17,6 +17,16 @@ def _tiny_model(seed: int = 0, **overrides) -> TTTLlamaForCausalLM:
     return model
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are all small ops: one intra-op thread is as fast uncontended and avoids the OpenMP spin-wait
+    slowdown (tens of times) when other processes share the two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def make_tiny_model():
     return _tiny_model
