@@ -134,3 +134,20 @@ def test_non_llama_config_is_a_clear_error(llama_dir, tmp_path):
     (llama_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not describe a Llama model"):
         convert_checkpoint(llama_dir, tmp_path / "out")
+
+
+def test_llama_omni_speech_tensors_are_carried(llama_dir, tmp_path):
+    """LLaMA-Omni = Llama + speech encoder/projector tensors and config fields: all kept unchanged for its model."""
+    from safetensors.torch import save_file
+    tensors = load_file(llama_dir / "model.safetensors")
+    tensors["model.speech_projector.linear1.weight"] = torch.randn(64, 80)
+    save_file(tensors, str(llama_dir / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((llama_dir / "config.json").read_text())
+    config.update(model_type="omni_speech2s_llama", speech_encoder="models/speech_encoder/large-v3.pt")
+    (llama_dir / "config.json").write_text(json.dumps(config))
+    report = convert_checkpoint(llama_dir, tmp_path / "out", ttt_layers=[3])
+    assert report.carried == ["model.speech_projector.linear1.weight"]
+    out = load_file(tmp_path / "out" / "model.safetensors")
+    assert torch.equal(out["model.speech_projector.linear1.weight"], tensors["model.speech_projector.linear1.weight"])
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (saved["model_type"], saved["speech_encoder"]) == ("ttt_llama", "models/speech_encoder/large-v3.pt")
