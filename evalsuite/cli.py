@@ -1,4 +1,4 @@
-"""`evalsuite` command line: run | list | show | export | lm-eval."""
+"""`evalsuite` command line: run | list | show | export | lm-eval | pairs | raters | gate | dashboard | leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "registered: evalsuite lm-eval --model ttt-omni --model_args pretrained=PATH --tasks ...")
     from .humaneval.cli import register as register_humaneval  # evalsuite pairs ... / evalsuite raters ...
     register_humaneval(sub)
+    from .review_cli import register as register_review  # evalsuite gate | dashboard | leaderboard build
+    register_review(sub)
     return parser
 
 
@@ -92,7 +94,7 @@ def cmd_run(args) -> int:
                   f"  evalsuite show {result.run_id}{_db_flag(args.db)}        this table and the run manifest\n"
                   f"  evalsuite export --format csv --run {result.run_id}{_db_flag(args.db)}   "
                   "metric rows as csv | json | parquet\n"
-                  "  (a dashboard, `evalsuite dashboard`, is planned; until then use show / export)")
+                  "  evalsuite dashboard" + _db_flag(args.db) + "        curves, runs, gate and leaderboards in a browser")
     return 0
 
 

@@ -13,6 +13,11 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--stage", type=int, default=None, help="curriculum stage of the config to run")
     p.add_argument("--from", dest="from_ckpt", default=None, help="start from this HF checkpoint directory")
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start stage N without a passing gate decision for --from at stage N-1 (recorded as forced)")
+    p.add_argument("--reason", default="", help="why --force (recorded with the forced decision)")
+    p.add_argument("--db", default=None, help="results store holding the gate decisions (default: $EVALSUITE_DB "
+                   "or results/evalsuite.db)")
     p.set_defaults(func=_train)
 
     m = subparsers.add_parser("monitor", help="TTT monitor tools")
@@ -23,10 +28,12 @@ def add_train_commands(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .curriculum import check_stage  # its StageRefused is a ValueError: one line, exit 2
     from .monitor import MonitorAlarm
     from .trainer import Trainer
     try:
         cfg = TrainConfig.from_yaml(args.config, stage=args.stage)
+        print(check_stage(args.config, args.stage, args.from_ckpt, force=args.force, reason=args.reason, db=args.db))
         if args.from_ckpt:
             cfg.model_from, cfg.preset = args.from_ckpt, None
         from ttt_omni.speech.omni_checkpoint import is_omni_checkpoint

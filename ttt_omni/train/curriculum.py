@@ -1,0 +1,49 @@
+"""The curriculum's promotion check: stage N > 1 starts only from a checkpoint the gate promoted at stage N-1.
+
+The checkpoint is identified by content hash (evalsuite's model adapters' hash), so a decision holds for exactly
+those weights. The decision in force is the latest record for (hash, N-1) in the results store (evalsuite.gate_db):
+pass, approved or forced promote; fail, incomplete, rejected or no record refuse. `--force` promotes anyway and is
+recorded as a forced decision, with the rules' evidence at that moment.
+"""
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+
+class StageRefused(ValueError):
+    """Training of a stage may not start from this checkpoint."""
+
+
+def check_stage(config: str | Path, stage: int | None, from_ckpt: str | None, *, force: bool = False,
+                reason: str = "", db: str | None = None) -> str:
+    """Returns a line saying why training may start, or raises StageRefused naming what is missing."""
+    if stage is None or stage <= 1:
+        return "stage 1 (or no stage): no promotion decision needed"
+    if not from_ckpt:
+        raise StageRefused(f"--stage {stage} needs --from CHECKPOINT: the stage-{stage - 1} checkpoint that the gate "
+                           "promoted")
+    from evalsuite import gate, gate_db
+    from evalsuite.checkpoint_id import checkpoint_identity
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.store import Store
+
+    try:
+        _, model_hash = checkpoint_identity(from_ckpt)
+        store = Store(db)
+        decision = gate_db.latest(store, model_hash, stage - 1)
+        if decision is not None and decision["outcome"] in gate_db.PROMOTING:
+            return (f"promoted: decision {decision['id']} ({decision['outcome']} by {decision['decided_by']}) for "
+                    f"{from_ckpt} (hash {model_hash}) at stage {stage - 1}")
+        if force:
+            result = gate.evaluate(store, model_hash, config, stage - 1)
+            decision_id = gate.decide(store, result, from_ckpt, outcome="forced", by=getpass.getuser(),
+                                      reason=reason or "ttt-omni train --force")
+            return f"forced: decision {decision_id} recorded (the rules said {result.outcome})"
+    except EvalsuiteError as e:
+        raise StageRefused(str(e)) from None
+    found = ("no gate decision" if decision is None else
+             f"the latest gate decision is {decision['outcome']!r} ({decision['reason']})")
+    raise StageRefused(f"stage {stage} refuses {from_ckpt} (hash {model_hash}): {found} at stage {stage - 1} in "
+                       f"{store.url}. Run `evalsuite gate --checkpoint {from_ckpt} --stage {stage - 1} --config "
+                       f"{config}`, have it approved, or pass --force (recorded)")
