@@ -1,0 +1,126 @@
+"""Kind `asr_wer`: is a system's speech intelligible? Each spoken reply is transcribed by an ASR backend
+(evalsuite.asr) and scored against the system's own text reply (WER, Whisper-normalized, as LLaMA-Omni reports it).
+
+System `espeak`: espeak-ng reads the text reply aloud, the reference that shows the metric working (WER about 0.1
+with the embedded Whisper-base). The text reply is a passage of the corpus (`reply: passage`, clear text) or the
+model's own continuation of that passage (`reply: generate`, `reply_tokens` tokens).
+
+Rows: `wer_mean` (mean of per-utterance WERs, as URO-Bench), `wer_corpus` (all errors / all reference words), both
+with bootstrap CIs over replies, and `wer_corpus` per time segment of `segment_s` seconds (bins "t=0-60s", ...)
+to show intelligibility drift within long replies. Audio files are kept under `audio_dir` for listening and
+human-eval export (the "output" samples carry their paths).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TaskSpecError
+from ..metrics.stats import bootstrap_indices, percentile_ci
+from ..metrics.wer import segment_errors, utterance_errors
+from ..registry import TaskKind, TaskSpec, Unit, register_kind
+from .generation import OUTPUT_SAMPLE, GenerationError, GenerationKind
+
+PARAMS = {"system": "espeak", "reply": "passage", "asr": "faster-whisper", "n_prompts": 8, "reply_words": 40,
+          "reply_tokens": 64, "prompt_tokens": 128, "segment_s": 60, "voice": "en-us", "words_per_minute": 160,
+          "audio_dir": "results/audio", "n_boot": 1000, "do_sample": True, "temperature": 1.0, "top_p": 0.95}
+CHOICES = {"system": ("espeak",), "reply": ("passage", "generate")}
+
+
+@register_kind("asr_wer")
+class AsrWer(GenerationKind):
+    metrics = frozenset({"wer_mean", "wer_corpus"})
+    extra_params = PARAMS
+
+    @classmethod
+    def validate(cls, spec: TaskSpec) -> None:
+        for key, allowed in CHOICES.items():
+            if spec.params.get(key, PARAMS[key]) not in allowed:
+                raise TaskSpecError(f"{spec.source}: params.{key} must be one of {list(allowed)}, "
+                                    f"got {spec.params[key]!r}")
+        bad = set(spec.params) - set(PARAMS)
+        if bad:
+            raise TaskSpecError(f"{spec.source}: params has unknown key(s) {sorted(bad)}; expected {sorted(PARAMS)}")
+        for key, value in spec.params.items():
+            default = PARAMS[key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise TaskSpecError(f"{spec.source}: params.{key} must be a positive number, got {value!r}")
+
+    def param(self, key: str):
+        return self.spec.params.get(key, PARAMS[key])
+
+    @cached_property
+    def asr(self):
+        from ..asr import load_asr
+
+        return load_asr(self.param("asr"), self.device)
+
+    def config(self) -> dict:
+        return {**super().config(), "asr": self.param("asr"), "system": self.param("system")}
+
+    def reply(self, unit: Unit) -> tuple[str, str]:
+        """(prompt, text reply) of one unit."""
+        doc, start = unit.payload
+        words = doc.read()[start:start + 20 * self.param("reply_words")].split()[: self.param("reply_words")]
+        passage = " ".join(words)
+        if self.param("reply") == "passage":
+            return "", passage
+        tok = self.model.tokenizer
+        prompt = tok(passage, add_special_tokens=False)["input_ids"][-self.param("prompt_tokens"):]
+        return passage, tok.decode(self.generate(unit, prompt, self.param("reply_tokens"))).strip()
+
+    def audio_path(self, unit: Unit) -> Path:
+        who = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model.model_id)
+        key = re.sub(r"[^A-Za-z0-9._@-]+", "_", unit.key)
+        ident = hashlib.sha256(repr(sorted(self.config().items())).encode()).hexdigest()[:8]
+        return Path(self.param("audio_dir")) / "asr_wer" / f"{who}-{ident}-seed{self.seed}" / f"{key}.wav"
+
+    def run_unit(self, unit: Unit) -> list[dict]:
+        from ..tts import espeak
+
+        prompt, text = self.reply(unit)
+        if not text:
+            raise GenerationError(f"asr_wer: unit {unit.key}: empty text reply; nothing to speak or score")
+        wav = espeak(text, self.audio_path(unit), self.param("voice"), self.param("words_per_minute"))
+        transcript = self.asr.transcribe(wav)
+        e = utterance_errors(text, transcript.text)
+        rows = [dict(name=OUTPUT_SAMPLE, bin="", value=transcript.duration_s, n=e.ref_words,
+                     data={"prompt": prompt, "text": text, "audio": str(wav.resolve()), "prompt_id": unit.key}),
+                dict(name="utterance", bin="", value=e.wer, n=e.ref_words,
+                     data={"transcript": transcript.text, "errors": e.total, "asr": self.asr.name})]
+        seg = self.param("segment_s")
+        for k, s in enumerate(segment_errors(text, transcript.words, seg)):
+            if s.ref_words or s.insertions:
+                rows.append(dict(name="segment", bin=f"t={k * seg}-{(k + 1) * seg}s", value=float(s.total),
+                                 n=s.ref_words))
+        return rows
+
+    def aggregate(self, samples: pd.DataFrame) -> list[dict]:
+        n_boot, seed = self.param("n_boot"), self.seed
+        utt = samples[samples["name"] == "utterance"]
+        wers, words = utt["value"].to_numpy(float), utt["n"].to_numpy(float)
+        errors = wers * words
+        idx = bootstrap_indices(len(wers), n_boot, seed)
+        rows = [_row("wer_mean", "", wers.mean(), wers[idx].mean(axis=1), len(wers)),
+                _row("wer_corpus", "", errors.sum() / words.sum(), errors[idx].sum(1) / words[idx].sum(1), len(wers))]
+        seg = samples[samples["name"] == "segment"]
+        for bin_, part in sorted(seg.groupby("bin"), key=lambda kv: int(kv[0][2:].split("-")[0])):
+            e, w = part["value"].to_numpy(float), part["n"].to_numpy(float)
+            i = bootstrap_indices(len(e), n_boot, seed)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows.append(_row("wer_corpus", bin_, e.sum() / w.sum() if w.sum() else math.nan,
+                                 e[i].sum(1) / w[i].sum(1), len(e)))
+        wanted = set(self.spec.metrics or self.metrics)
+        return [r for r in rows if r["name"] in wanted]
+
+
+def _row(name: str, bin_: str, value: float, replicates: np.ndarray, n: int) -> dict:
+    low, high = percentile_ci(np.where(np.isfinite(replicates), replicates, np.nan)[:, None])
+    return dict(name=name, bin=bin_, value=float(value), ci_low=float(low[0]), ci_high=float(high[0]), n=n)

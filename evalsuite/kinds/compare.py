@@ -1,0 +1,115 @@
+"""Kind `compare`: a candidate (`--model`, e.g. the TTT model) against a baseline (`params.baseline`, a model spec) on
+one metric of any task, per bin, paired over the task's units (documents, prompts).
+
+Each unit runs the inner task on both models (samples stored as "candidate/NAME" and "baseline/NAME"); at the end
+the inner task's own aggregation is applied to each unit alone, which gives the metric per unit and bin for both
+systems. Rows per bin: `baseline`, `candidate` (means), `diff` (candidate - baseline, paired bootstrap CI),
+`p_value` (paired permutation or sign test) and `verdict` (1 better, 0 no detectable difference at alpha, -1 worse,
+for the candidate, by `higher_is_better`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TaskSpecError
+from ..metrics.paired import (paired_bootstrap_ci, paired_differences, permutation_p_value, sign_test_p_value,
+                              verdict)
+from ..registry import KINDS, Registry, TaskKind, TaskSpec, Unit, register_kind
+
+REQUIRED = {"task": str, "metric": str, "baseline": str, "higher_is_better": bool}
+OPTIONAL = {"alpha": 0.05, "n_boot": 1000, "test": "permutation"}
+SIDES = ("candidate", "baseline")
+
+
+@register_kind("compare")
+class Compare(TaskKind):
+    metrics = frozenset({"baseline", "candidate", "diff", "p_value", "verdict"})
+
+    @classmethod
+    def validate(cls, spec: TaskSpec) -> None:
+        where, p = spec.source, spec.params
+        for key, typ in REQUIRED.items():
+            if not isinstance(p.get(key), typ):
+                raise TaskSpecError(f"{where}: kind compare needs params.{key} ({typ.__name__}), got {p.get(key)!r}")
+        bad = set(p) - set(REQUIRED) - set(OPTIONAL)
+        if bad:
+            raise TaskSpecError(f"{where}: params has unknown key(s) {sorted(bad)}; expected "
+                                f"{sorted({**REQUIRED, **OPTIONAL})}")
+        if not 0 < p.get("alpha", 0.05) < 1:
+            raise TaskSpecError(f"{where}: params.alpha must be in (0, 1), got {p['alpha']!r}")
+        if p.get("test", "permutation") not in ("permutation", "sign"):
+            raise TaskSpecError(f"{where}: params.test must be 'permutation' or 'sign', got {p['test']!r}")
+        if p["task"] == spec.name or p["task"].startswith("lm_eval:"):
+            raise TaskSpecError(f"{where}: params.task must name another evalsuite task, got {p['task']!r}")
+
+    def param(self, key: str):
+        return self.spec.params.get(key, OPTIONAL.get(key))
+
+    @cached_property
+    def inner_spec(self) -> TaskSpec:
+        inner = Registry().get(self.param("task"))
+        if inner.kind == "compare":
+            raise TaskSpecError(f"{self.spec.source}: params.task {inner.name!r} is itself a comparison")
+        if self.spec.lengths:
+            inner = dataclasses.replace(inner, lengths=self.spec.lengths)
+        metric = self.param("metric")
+        declared = inner.metrics or sorted(KINDS[inner.kind].metrics)
+        if metric not in declared:
+            raise TaskSpecError(f"{self.spec.source}: params.metric {metric!r} is not a metric of task "
+                                f"{inner.name!r}; expected one of {sorted(declared)}")
+        return inner
+
+    def _kind(self, model) -> TaskKind:
+        return KINDS[self.inner_spec.kind](self.inner_spec, model, seed=self.seed, limit=self.limit,
+                                           corpus=self.corpus, device=self.device)
+
+    @cached_property
+    def sides(self) -> dict[str, TaskKind]:
+        from ..models import load_model
+
+        baseline = load_model(self.param("baseline"), device=self.device)
+        return {"candidate": self._kind(self.model), "baseline": self._kind(baseline)}
+
+    def config(self) -> dict:
+        return {**super().config(), "inner_task": self.inner_spec.name, "inner_version": self.inner_spec.version}
+
+    def units(self) -> list[Unit]:
+        return self._kind(self.model).units()
+
+    def run_unit(self, unit: Unit) -> list[dict]:
+        return [{**row, "name": f"{side}/{row['name']}"} for side in SIDES
+                for row in self.sides[side].run_unit(unit)]
+
+    def per_unit(self, samples: pd.DataFrame, side: str) -> pd.DataFrame:
+        """The metric of each unit alone on one side: columns unit, bin, value."""
+        mine = samples[samples["name"].str.startswith(f"{side}/")]
+        mine = mine.assign(name=mine["name"].str.slice(len(side) + 1))
+        inner = self._kind(self.model)
+        rows = []
+        for unit, part in mine.groupby("unit", sort=True):
+            for r in inner.aggregate(part.reset_index(drop=True)):
+                if r["name"] == self.param("metric"):
+                    rows.append(dict(unit=unit, bin=r.get("bin", ""), value=r["value"]))
+        return pd.DataFrame(rows, columns=["unit", "bin", "value"])
+
+    def aggregate(self, samples: pd.DataFrame) -> list[dict]:
+        cand, base = self.per_unit(samples, "candidate"), self.per_unit(samples, "baseline")
+        paired = cand.merge(base, on=["unit", "bin"], suffixes=("_c", "_b"))
+        alpha, rows = self.param("alpha"), []
+        for bin_, part in paired.groupby("bin", sort=False):
+            d = paired_differences(part["value_b"], part["value_c"])
+            mean, low, high = paired_bootstrap_ci(d, self.param("n_boot"), self.seed, alpha)
+            p = permutation_p_value(d, seed=self.seed) if self.param("test") == "permutation" else sign_test_p_value(d)
+            n = int(d.size)
+            rows += [dict(name=side, bin=bin_, value=float(np.nanmean(part[f"value_{side[0]}"])), n=n)
+                     for side in SIDES]
+            rows += [dict(name="diff", bin=bin_, value=mean, ci_low=low, ci_high=high, n=n),
+                     dict(name="p_value", bin=bin_, value=p, n=n),
+                     dict(name="verdict", bin=bin_, value=float(verdict(mean, p, alpha,
+                                                                        self.param("higher_is_better"))), n=n)]
+        wanted = set(self.spec.metrics or self.metrics)
+        return [r for r in rows if r["name"] in wanted]
