@@ -173,7 +173,7 @@ def _run_chat(args) -> int:
         if reply.audio is not None:
             out = Path(args.out) if args.out else Path(args.conversations) / f"{args.conversation}-reply.wav"
             save_wav(out, reply.audio, vocoder.sample_rate)
-            print(f"audio: {out} ({len(reply.audio) / vocoder.sample_rate:.2f} s)")
+            print(f"audio: {out} ({len(reply.audio)} samples, {len(reply.audio) / vocoder.sample_rate:.3f} s)")
     except (OSError, ValueError) as e:
         print(f"ttt-omni chat: error: {e}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import HubertModel
 
-from .audio import SAMPLE_RATE, validate_samples
+from .audio import validate_samples
 
 
 def load_centroids(path: str | os.PathLike) -> torch.Tensor:
@@ -90,4 +90,4 @@ class UnitExtractor(nn.Module):
         return torch.cdist(self.features(samples), self.centroids).argmin(-1)
 
 
-__all__ = ["UnitExtractor", "load_centroids", "SAMPLE_RATE"]
+__all__ = ["UnitExtractor", "load_centroids"]
