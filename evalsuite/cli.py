@@ -14,7 +14,8 @@ DEFAULT_TASK_MODEL = "tiny"
 def _console():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    return Console(width=140) if console.width < 140 else console  # the metric table needs ~130 columns
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -103,17 +104,19 @@ def _db_flag(db: str | None) -> str:
 
 
 def _print_run(console, store, run_id: int) -> None:
+    from rich import box
     from rich.table import Table
 
     run = store.run(run_id)
     df = store.metrics(run_id=run_id)
     table = Table(title=f"run {run_id}: {run['task']} v{run['task_version']} | {run['model_id']} "
-                        f"(hash {run['model_hash']}) | seed {run['seed']} | {run['status']}")
+                        f"(hash {run['model_hash']}) | seed {run['seed']} | {run['status']}",
+                  caption="value [95% CI]", box=box.SIMPLE_HEAD)
     names = list(dict.fromkeys(df["name"]))
-    table.add_column("bin")
+    table.add_column("bin", no_wrap=True)
     for name in names:
-        table.add_column(f"{name} [95% CI]", justify="right")
-    table.add_column("n docs", justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("n", justify="right")
     for bin_, part in df.groupby("bin", sort=False):
         cells = {r.name: _fmt(r.value, r.ci_low, r.ci_high) for r in part.itertuples()}
         table.add_row(bin_ or "-", *[cells.get(n, "") for n in names], str(int(part["n"].max()))
@@ -122,10 +125,8 @@ def _print_run(console, store, run_id: int) -> None:
 
 
 def _fmt(value, low, high) -> str:
-    import math
-
     def f(x):
-        return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+        return "nan" if x is None or _nan(x) else f"{x:.4g}"
     return f"{f(value)} [{f(low)}, {f(high)}]" if low is not None and not _nan(low) else f(value)
 
 

@@ -24,6 +24,9 @@ from .registry import KINDS, Registry, TaskSpec, validate_spec
 from .store import Store
 
 
+SMALL_MODEL_PARAMS = 50_000_000
+
+
 @dataclass
 class RunResult:
     run_id: int
@@ -74,6 +77,8 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     seed_everything(seed)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    if loaded.device.type == "cpu" and sum(p.numel() for p in loaded.model.parameters()) < SMALL_MODEL_PARAMS:
+        torch.set_num_threads(1)  # tiny matmuls: OpenMP threads cost more than they give (many times so when busy)
     kind = KINDS[spec.kind](spec, loaded, seed=seed, limit=limit, corpus=corpus, device=str(loaded.device))
     units = kind.units()
     if not units:
