@@ -15,6 +15,10 @@ from transformers.cache_utils import Cache, DynamicLayer, DynamicSlidingWindowLa
 from ttt_omni.ops import TTTState
 
 
+CROP_ERROR = ("a TTT layer's state cannot be cropped: tokens already absorbed into the inner model cannot be removed "
+              "(assisted/speculative decoding is not supported with TTT layers)")
+
+
 class TTTStateLayer:
     """Cache slot of one TTT layer. The state is the whole memory of the layer; it cannot be rolled back."""
 
@@ -56,9 +60,7 @@ class TTTStateLayer:
 
     def crop(self, tokens_to_remove: int) -> None:
         if tokens_to_remove != 0:
-            raise NotImplementedError(
-                "a TTT layer's state cannot be cropped: tokens already absorbed into the inner model cannot be "
-                "removed (assisted/speculative decoding is not supported with TTT layers)")
+            raise NotImplementedError(CROP_ERROR)
 
     def nbytes(self) -> int:
         return 0 if self.state is None else self.state.nbytes()
@@ -116,6 +118,12 @@ class TTTHybridCache(Cache):
             return query_length, 0
         return self.layers[self.attention_layers[0]].get_mask_sizes(query_length)
 
+    def crop(self, tokens_to_remove: int) -> None:
+        """Refused up front when TTT layers exist, so that no attention layer is cropped alone."""
+        if tokens_to_remove != 0 and self.ttt_layers:
+            raise NotImplementedError(CROP_ERROR)
+        super().crop(tokens_to_remove)
+
     @property
     def is_linear(self) -> list[bool]:
         """TTT layers carry a recurrent state and no per-token KV, like transformers' linear-attention layers."""
@@ -152,7 +160,9 @@ class TTTHybridCache(Cache):
         """Inverse of `to_dict` for a model with this `config`; raises if the data belongs to another layout."""
         cache = cls(config)
         expected = {f"layers.{i}.seen" for i in cache.attention_layers}
-        known = expected | {k for k in data if any(k.startswith(f"layers.{i}.") for i in range(len(cache.layers)))}
+        optional = {f"layers.{i}.{name}" for i in cache.attention_layers for name in ("keys", "values")}
+        ttt_prefixes = tuple(f"layers.{i}.ttt." for i in cache.ttt_layers)
+        known = expected | optional | {k for k in data if ttt_prefixes and k.startswith(ttt_prefixes)}
         missing, unknown = expected - set(data), set(data) - known
         if missing or unknown:
             raise ValueError(f"cache data does not match the model layout (ttt_layers={cache.ttt_layers}): "
