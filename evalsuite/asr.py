@@ -97,8 +97,7 @@ class TransformersWhisperASR:
         if not (path / "config.json").is_file():
             raise ASRError(f"hf-whisper:{path}: not a transformers Whisper directory (expected {path / 'config.json'})")
         self.name = f"hf-whisper:{path.name}"
-        self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=device, chunk_length_s=30,
-                             model_kwargs={"local_files_only": True})
+        self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=device, chunk_length_s=30)
 
     def transcribe(self, wav: str | os.PathLike) -> Transcript:
         samples = _load(wav)
