@@ -1,0 +1,121 @@
+"""The curriculum gate: a stage's rules with their evidence from the store, the decision history, and a person's
+decision (approve / reject / override), recorded with name, reason and the evidence shown."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+import yaml
+
+from dashboards.data import model_label
+from evalsuite import gate, gate_db
+from evalsuite.errors import EvalsuiteError
+from evalsuite.models import REPO_ROOT
+
+ACTIONS = {"Approve (promote)": "approved", "Reject (block)": "rejected", "Override (force promotion)": "forced"}
+
+
+def _curricula() -> list[str]:
+    out = []
+    for p in sorted((REPO_ROOT / "configs").glob("*.yaml")):
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and data.get("stages"):
+            out.append(str(p.relative_to(REPO_ROOT)))
+    return out
+
+
+def _checkpoints(store) -> dict[str, tuple[str, str]]:
+    """label -> (model_hash, checkpoint as given) for every checkpoint with runs or decisions."""
+    out = {}
+    runs = store.runs()
+    runs = runs[runs["task"] != "human_pref"]
+    for r in runs.itertuples():
+        out[model_label(r.model_id, r.model_hash)] = (r.model_hash, r.model_spec)
+    hist = gate_db.history(store)
+    for r in hist.itertuples():
+        out.setdefault(model_label(r.checkpoint, r.model_hash), (r.model_hash, r.checkpoint))
+    return out
+
+
+def render(store) -> None:
+    st.title("Curriculum gate")
+    checkpoints = _checkpoints(store)
+    curricula = _curricula()
+    if not checkpoints:
+        st.info("No checkpoints in the store yet: evaluate one (`evalsuite run ... --model ttt:RUN/final`) and run "
+                "`evalsuite gate --checkpoint RUN/final --stage N`.")
+        return
+    c1, c2, c3 = st.columns([3, 2, 1])
+    label = c1.selectbox("Checkpoint", sorted(checkpoints, key=lambda k: (k != _newest(store, checkpoints), k)),
+                         key="gate_ckpt")
+    model_hash, checkpoint = checkpoints[label]
+    curriculum = c2.selectbox("Curriculum", curricula, key="gate_curriculum")
+    if curriculum is None:
+        st.info("No curriculum YAML (with `stages:`) under configs/.")
+        return
+    stages = [s["stage"] for s in yaml.safe_load((REPO_ROOT / curriculum).read_text())["stages"]]
+    stage = c3.selectbox("Stage", stages, key="gate_stage")
+    try:
+        result = gate.evaluate(store, model_hash, REPO_ROOT / curriculum, int(stage))
+    except EvalsuiteError as e:
+        st.error(str(e))
+        return
+    verdict = {"pass": st.success, "fail": st.error, "incomplete": st.warning}[result.outcome]
+    verdict(f"Rules for stage {stage}: **{result.outcome}**"
+            + (" (missing evidence is not evaluated, never a pass)" if result.outcome == "incomplete" else ""))
+    st.dataframe(_rules_table([r.as_dict() for r in result.rules]), hide_index=True, width="stretch")
+
+    hist = gate_db.history(store, model_hash=model_hash)
+    in_force = hist[hist["stage"] == int(stage)]
+    st.subheader("Decision in force")
+    if in_force.empty:
+        st.write(f"No decision for stage {stage}: stage {int(stage) + 1} refuses this checkpoint.")
+    else:
+        d = in_force.iloc[-1]
+        promotes = "promotes" if d["outcome"] in gate_db.PROMOTING else "does not promote"
+        st.write(f"**{d['outcome']}** by {d['decided_by']} at {d['created_at']:%Y-%m-%d %H:%M} — {d['reason']} "
+                 f"({promotes} to stage {int(stage) + 1})")
+
+    st.subheader("Decide")
+    with st.form("gate_decision", clear_on_submit=True):
+        action = st.radio("Decision", list(ACTIONS), key="gate_action", horizontal=True)
+        name = st.text_input("Your name", key="gate_name")
+        reason = st.text_area("Reason (required, recorded)", key="gate_reason")
+        submitted = st.form_submit_button("Record decision")
+    if submitted:
+        if not name.strip() or not reason.strip():
+            st.error("A decision needs your name and a reason; nothing was recorded.")
+        else:
+            decision_id = gate.decide(store, result, checkpoint, outcome=ACTIONS[action], by=name, reason=reason)
+            st.success(f"Recorded decision {decision_id}: {ACTIONS[action]} by {name.strip()}.")
+            hist = gate_db.history(store, model_hash=model_hash)
+
+    st.subheader("Decision history of this checkpoint")
+    if hist.empty:
+        st.write("No decisions yet.")
+    else:
+        st.dataframe(hist.iloc[::-1][["id", "created_at", "stage", "outcome", "decided_by", "reason", "curriculum"]],
+                     hide_index=True, width="stretch")
+        with st.expander("Evidence recorded with a decision"):
+            pick = st.selectbox("Decision", list(hist["id"])[::-1], key="gate_evidence")
+            rules = json.loads(hist[hist["id"] == pick]["rules"].iloc[0])
+            st.dataframe(_rules_table(rules), hide_index=True, width="stretch")
+
+
+def _newest(store, checkpoints) -> str | None:
+    runs = store.runs()
+    runs = runs[runs["task"] != "human_pref"]
+    return None if runs.empty else model_label(runs["model_id"].iloc[-1], runs["model_hash"].iloc[-1])
+
+
+def _rules_table(rules: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "rule": r["name"], "result": r["status"] + (" (optional)" if r["optional"] else ""),
+        "evidence": f"{r['task']}.{r['metric']} {r['bin'] or ''} run {r['run_id']}" if r["run_id"] else "-",
+        "value": r["value"], "95% CI": "" if r["ci_low"] is None else f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]",
+        "threshold": f"{r['use']} {r['op']} {r['threshold']:g}", "detail": r["detail"]} for r in rules],
+        columns=["rule", "result", "evidence", "value", "95% CI", "threshold", "detail"])

@@ -1,0 +1,37 @@
+"""Runs: every evaluation and training-monitor run, filtered by task, model and curriculum stage."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards.data import DEMO, model_label, stages_by_hash
+
+
+def render(store) -> None:
+    st.title("Runs")
+    runs = store.runs()
+    if runs.empty:
+        st.info(f"The results store holds no runs yet. Start with\n\n    {DEMO}")
+        return
+    stages = stages_by_hash(store)
+    runs = runs.assign(model=[model_label(m, h) for m, h in zip(runs["model_id"], runs["model_hash"])],
+                       stage=[", ".join(map(str, sorted(stages.get(h, ())))) for h in runs["model_hash"]])
+    c1, c2, c3 = st.columns(3)
+    tasks = c1.multiselect("Task", sorted(runs["task"].unique()), key="runs_task")
+    models = c2.multiselect("Model", sorted(runs["model"].unique()), key="runs_model")
+    stage_values = sorted({s for v in stages.values() for s in v})
+    chosen = c3.multiselect("Curriculum stage", stage_values, key="runs_stage")
+    if tasks:
+        runs = runs[runs["task"].isin(tasks)]
+    if models:
+        runs = runs[runs["model"].isin(models)]
+    if chosen:
+        runs = runs[[bool(stages.get(h, set()) & set(chosen)) for h in runs["model_hash"]]]
+    cols = ["id", "task", "task_version", "model", "stage", "status", "seed", "n_units", "code_version",
+            "started_at", "finished_at", "error"]
+    st.dataframe(runs[cols], hide_index=True, width="stretch")
+    if runs.empty:
+        return
+    run_id = st.selectbox("Metric rows of run", list(runs["id"])[::-1], key="runs_detail")
+    rows = store.metrics(run_id=int(run_id))
+    st.dataframe(rows[["name", "bin", "value", "ci_low", "ci_high", "n"]], hide_index=True,
+                 width="stretch")

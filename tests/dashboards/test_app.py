@@ -1,0 +1,91 @@
+"""The dashboard under streamlit's AppTest: every page renders on a store of real tiny runs, a gate approval made
+in the page is recorded, and an empty or missing store gives a helpful page."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from evalsuite import gate_db
+from evalsuite.checkpoint_id import checkpoint_identity
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboards" / "app.py")
+
+
+def app(monkeypatch, url: str) -> AppTest:
+    monkeypatch.setenv("EVALSUITE_DB", url)
+    return AppTest.from_file(APP, default_timeout=120).run()
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    at.sidebar.radio(key="page").set_value(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in ("title", "subheader", "markdown", "info", "success", "warning", "error",
+                                             "caption") for e in getattr(at, kind))
+
+
+def test_pages_render_from_the_store(filled_store, monkeypatch):
+    at = app(monkeypatch, filled_store["url"])
+    assert not at.exception
+    runs = page(at, "Runs").dataframe[0].value
+    assert {"ppl_vs_length", "train_monitor", "human_pref"} <= set(runs["task"])
+    at.multiselect(key="runs_task").set_value(["train_monitor"]).run()
+    assert set(at.dataframe[0].value["task"]) == {"train_monitor"}
+    at.multiselect(key="runs_stage").set_value([1]).run()
+    assert len(at.dataframe[0].value) == 1
+
+    page(at, "Perplexity vs length")
+    assert len(at.get("vega_lite_chart")) == 1
+    assert {"128", "256", "512"} <= set(at.dataframe[0].value.columns)
+    assert "tiny-baseline-untrained" in " ".join(at.dataframe[0].value.index)
+    assert "No finished generation-quality runs" in texts(page(at, "Generation quality"))
+    assert "asr_wer" in texts(page(at, "ASR-WER drift"))
+    human = page(at, "Human eval").dataframe[0].value
+    assert list(human["comparison"]) == ["ttt:final vs tiny-baseline-untrained"]
+    page(at, "Training monitor")
+    assert len(at.get("vega_lite_chart")) == 4  # three monitor panels and the training loss
+    board = texts(page(at, "Leaderboards"))
+    assert "Perplexity at each context length" in board and "Human preference" in board
+
+
+def test_gate_page_records_a_human_decision(filled_store, monkeypatch):
+    _, model_hash = checkpoint_identity(filled_store["final"])
+    before = len(gate_db.history(filled_store["url"], model_hash=model_hash))
+    at = page(app(monkeypatch, filled_store["url"]), "Gate")
+    label = next(o for o in at.selectbox(key="gate_ckpt").options if model_hash[:8] in o)
+    at.selectbox(key="gate_ckpt").set_value(label).run()
+    at.selectbox(key="gate_curriculum").set_value("configs/tiny-curriculum.yaml").run()
+    shown = at.dataframe[0].value
+    assert "max |W1| < 10" in set(shown["rule"]) and "pass" in set(shown["result"])
+    at.radio(key="gate_action").set_value("Approve (promote)")
+    at.text_input(key="gate_name").set_value("Grace")
+    at.button[0].click().run()  # no reason: refused, nothing recorded
+    assert "needs your name and a reason" in texts(at)
+    assert len(gate_db.history(filled_store["url"], model_hash=model_hash)) == before
+    at.radio(key="gate_action").set_value("Approve (promote)")
+    at.text_input(key="gate_name").set_value("Grace")
+    at.text_area(key="gate_reason").set_value("curves look right at 512")
+    at.button[0].click().run()
+    assert not at.exception and "Recorded decision" in texts(at)
+    d = gate_db.latest(filled_store["url"], model_hash, 1)
+    assert (d["outcome"], d["decided_by"], d["reason"]) == ("approved", "Grace", "curves look right at 512")
+    assert "W1_maxabs" in d["rules"]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_missing_or_empty_store_shows_help(tmp_path, monkeypatch, make):
+    db = tmp_path / "results.db"
+    if make == "empty":
+        from evalsuite.store import Store
+        Store(f"sqlite:///{db}")
+    at = app(monkeypatch, f"sqlite:///{db}")
+    assert not at.exception
+    assert "evalsuite run --task ppl_vs_length" in texts(at)
+    if make == "missing":
+        assert not db.exists()  # the dashboard never creates a store
+    else:
+        for name in ("Perplexity vs length", "Human eval", "Training monitor", "Gate", "Leaderboards"):
+            assert page(at, name).info
