@@ -39,6 +39,8 @@ def _train(args: argparse.Namespace) -> int:
         from ttt_omni.speech.omni_checkpoint import is_omni_checkpoint
         if cfg.model_from and is_omni_checkpoint(cfg.model_from):  # speech turns: LM + CTC unit loss
             from .speech_batch import SpeechTrainer
+            if args.resume:
+                raise ValueError("--resume is not supported for speech training (LLaMA-Omni checkpoints) yet")
             speech = SpeechTrainer(cfg)
             last = speech.train()
             print(f"done: step {last['step']}, loss {last['loss']:.4f}; model at {speech.export()}")
