@@ -162,8 +162,10 @@ def evaluate_rule(store: Store, rule: Rule, model_hash: str, *, context: int, mo
     results = []
     for r in df.itertuples():
         x = getattr(r, rule.use)
-        ok = x is not None and not math.isnan(x) and bool(check(x, rule.threshold))
-        results.append((ok, abs(rule.threshold - x) if ok else -1.0, r))
+        nan = x is None or math.isnan(x)
+        ok = not nan and bool(check(x, rule.threshold))
+        margin = -math.inf if nan else abs(rule.threshold - x) * (1 if ok else -1)  # smallest: the worst row
+        results.append((ok, margin, r))
     ok, _, worst = min(results, key=lambda t: (t[0], t[1]))
     x = getattr(worst, rule.use)
     detail = "" if ok else ("value is NaN" if x is None or math.isnan(x) else

@@ -3,6 +3,7 @@ decision (approve / reject / override), recorded with name, reason and the evide
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -53,6 +54,9 @@ def render(store) -> None:
     label = c1.selectbox("Checkpoint", sorted(checkpoints, key=lambda k: (k != _newest(store, checkpoints), k)),
                          key="gate_ckpt")
     model_hash, checkpoint = checkpoints[label]
+    used = gate_db.history(store, model_hash=model_hash)["curriculum"]  # the one its last decision used first
+    last = next((c for c in curricula if not used.empty and Path(used.iloc[-1]).resolve() == REPO_ROOT / c), None)
+    curricula = sorted(curricula, key=lambda c: c != last)
     curriculum = c2.selectbox("Curriculum", curricula, key="gate_curriculum")
     if curriculum is None:
         st.info("No curriculum YAML (with `stages:`) under configs/.")
@@ -78,7 +82,7 @@ def render(store) -> None:
         d = in_force.iloc[-1]
         promotes = "promotes" if d["outcome"] in gate_db.PROMOTING else "does not promote"
         st.write(f"**{d['outcome']}** by {d['decided_by']} at {d['created_at']:%Y-%m-%d %H:%M} — {d['reason']} "
-                 f"({promotes} to stage {int(stage) + 1})")
+                 f"({promotes} to stage {int(stage) + 1}; rules of {d['curriculum']})")
 
     st.subheader("Decide")
     with st.form("gate_decision", clear_on_submit=True):
