@@ -68,7 +68,9 @@ class AsrWer(GenerationKind):
     def reply(self, unit: Unit) -> tuple[str, str]:
         """(prompt, text reply) of one unit."""
         doc, start = unit.payload
-        words = doc.read()[start:start + 20 * self.param("reply_words")].split()[: self.param("reply_words")]
+        # bracketed asides (stage directions) are dropped: Whisper's normalizer deletes them from the reference only
+        text = re.sub(r"\([^)]*\)|\[[^\]]*\]|_", " ", doc.read()[start:start + 40 * self.param("reply_words")])
+        words = text.split()[: self.param("reply_words")]
         passage = " ".join(words)
         if self.param("reply") == "passage":
             return "", passage
