@@ -29,6 +29,7 @@ class TTTStateLayer:
 
     def __init__(self):
         self.state: TTTState | None = None
+        self.restart_rows: Tensor | None = None
 
     @property
     def is_initialized(self) -> bool:
@@ -42,6 +43,7 @@ class TTTStateLayer:
 
     def reset(self) -> None:
         self.state = None
+        self.restart_rows = None
 
     def _select(self, indices: Tensor) -> None:
         if self.state is not None:
@@ -95,6 +97,18 @@ class TTTHybridCache(Cache):
 
     def update_ttt_state(self, state: TTTState, layer_idx: int) -> None:
         self._ttt_layer(layer_idx).state = state
+
+    def restart_ttt_rows(self, rows: Tensor) -> None:
+        """Rows (a [batch] bool mask) whose conversation starts at the next forward: every TTT layer replaces their
+        state with a fresh one from its learnable initial weights, inside the forward (where wrappers such as FSDP
+        have the weights gathered), and keeps the other rows' states."""
+        for i in self.ttt_layers:
+            self._ttt_layer(i).restart_rows = rows
+
+    def pop_ttt_restart(self, layer_idx: int) -> Tensor | None:
+        layer = self._ttt_layer(layer_idx)
+        rows, layer.restart_rows = layer.restart_rows, None
+        return rows
 
     def _ttt_layer(self, layer_idx: int) -> TTTStateLayer:
         layer = self.layers[layer_idx]

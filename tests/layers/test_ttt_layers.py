@@ -111,3 +111,23 @@ def test_layer_bad_input():
         layer(torch.randn(1, 3, 32), state)
     with pytest.raises(ValueError, match="head_dim must be a positive even number"):
         TTTLinear(30, 10)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_restart_rows_start_a_new_conversation_only_in_those_rows(kind):
+    layer = _layer(kind, mini_batch_size=8).double()
+    x = torch.randn(3, 24, 32, dtype=torch.float64)
+    _, carried = layer(x[:, :16])
+    rows = torch.tensor([True, False, True])
+    out, state = layer(x[:, 16:], carried, restart_rows=rows)
+    fresh_out, fresh_state = layer(x[:, 16:])
+    cont_out, cont_state = layer(x[:, 16:], carried)
+    for r, restarted in enumerate(rows.tolist()):
+        ref_out, ref_state = (fresh_out, fresh_state) if restarted else (cont_out, cont_state)
+        assert torch.allclose(out[r], ref_out[r], rtol=0, atol=1e-12)
+        assert torch.allclose(state.W1[r], ref_state.W1[r], rtol=0, atol=1e-12)
+    _, mid = layer(x[:, :5])
+    with pytest.raises(ValueError, match="mini-batch boundary"):
+        layer(x[:, 5:8], mid, restart_rows=rows)
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        layer(x[:, 16:], carried, restart_rows=torch.ones(2, dtype=torch.bool))

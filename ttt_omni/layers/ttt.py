@@ -152,7 +152,10 @@ class TTTBase(nn.Module):
                                p["ttt_norm_bias"].to(dtype))
         return 0.5 * ((pred - (v - k)) ** 2).sum(-1).mean()
 
-    def forward(self, hidden_states: Tensor, state: TTTState | None = None) -> tuple[Tensor, TTTState]:
+    def forward(self, hidden_states: Tensor, state: TTTState | None = None,
+                restart_rows: Tensor | None = None) -> tuple[Tensor, TTTState]:
+        """`restart_rows` ([batch] bool): rows whose `state` is replaced by a fresh one (a new conversation starts);
+        the state must then sit at a mini-batch boundary."""
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.hidden_size:
             raise ValueError(f"hidden_states must be [batch, seq, {self.hidden_size}], got {tuple(hidden_states.shape)}")
         self.inner.check_dtype()
@@ -160,6 +163,8 @@ class TTTBase(nn.Module):
         p = self.inner()
         if state is None:
             state = self.init_state(B, p)
+        elif restart_rows is not None:
+            state = restart(state, self.init_state(B, p), restart_rows, self.mini_batch_size)
         xq, xk, xv, lr, token_scale = self._scan_inputs(hidden_states, state.seen, p)
         scan = ops.ttt_linear if self.kind == "linear" else ops.ttt_mlp
         out, state = scan(xq, xk, xv, lr, token_scale, p["ttt_norm_weight"], p["ttt_norm_bias"], state,
@@ -168,6 +173,23 @@ class TTTBase(nn.Module):
         if self.g_proj is not None:
             out = nn.functional.gelu(self.g_proj(hidden_states), approximate="tanh") * out
         return self.o_proj(out), state
+
+
+def restart(state: TTTState, fresh: TTTState, rows: Tensor, mini_batch_size: int) -> TTTState:
+    """Row-wise: `fresh` where `rows`, else `state`. Rows share one position counter, so this is only defined
+    at a mini-batch boundary, where every row's position restarts at 0 anyway."""
+    if state.seen % mini_batch_size:
+        raise ValueError(f"restart_rows needs a state at a mini-batch boundary; it has seen {state.seen} tokens "
+                         f"(mini-batch {mini_batch_size})")
+    if rows.shape != (state.batch_size,) or rows.dtype != torch.bool:
+        raise ValueError(f"restart_rows must be a bool tensor of shape ({state.batch_size},), "
+                         f"got {rows.dtype} {tuple(rows.shape)}")
+    mask = rows.view(-1, 1, 1, 1).to(state.W1.device)
+    old = state.tensors()
+    parts = {k: torch.where(mask, f, old[k]) for k, f in fresh.tensors().items()}
+    params = tuple(parts[k] for k in ("W1", "b1", "W2", "b2") if k in parts)
+    grads = tuple(parts[k] for k in ("grad_W1", "grad_b1", "grad_W2", "grad_b2") if k in parts)
+    return TTTState.from_parts(params, grads, seen=state.seen)
 
 
 class TTTLinear(TTTBase):

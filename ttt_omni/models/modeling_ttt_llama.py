@@ -55,8 +55,11 @@ class TTTAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, past_key_values: Cache | None = None, **kwargs):
         # attention_mask / position_embeddings are not needed: the TTT layer is causal by construction and its RoPE
         # positions come from the state (they restart every mini-batch).
-        state = past_key_values.get_ttt_state(self.layer_idx) if past_key_values is not None else None
-        out, new_state = self.ttt(hidden_states, state)
+        state = restart = None
+        if past_key_values is not None:
+            state = past_key_values.get_ttt_state(self.layer_idx)
+            restart = past_key_values.pop_ttt_restart(self.layer_idx)
+        out, new_state = self.ttt(hidden_states, state, restart_rows=restart)
         if past_key_values is not None:
             past_key_values.update_ttt_state(new_state, self.layer_idx)
         return out, None

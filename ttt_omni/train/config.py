@@ -33,6 +33,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     bf16: bool = False
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard with FSDP2 across the launched processes (torchrun / accelerate launch)
     train_only_ttt: bool = False
     save_every: int = 100
     monitor_every: int = 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,55 +26,56 @@ class TTTMonitor:
     def __init__(self, model: torch.nn.Module, csv_path: str | Path, every: int = 10, max_abs: float = 10.0):
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, TTTBase)}
         self.csv_path, self.every, self.max_abs = Path(csv_path), every, max_abs
-        self._captured: dict[str, tuple] = {}
+        self._rows: list[dict] = []
         self._hooks = []
 
     def wants(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
-    def capture(self):
-        """Context manager: record each TTT layer's input and start/end state during one forward."""
-        monitor = self
+    @contextmanager
+    def capture(self, step: int):
+        """Records each TTT layer's statistics during one forward. They are computed inside the layer's forward
+        hook, while its parameters are materialised (under FSDP they are sharded outside it)."""
+        self._rows = []
+        self._hooks = [layer.register_forward_hook(self._hook(name, step), with_kwargs=True)
+                       for name, layer in self.layers.items()]
+        try:
+            yield
+        finally:
+            for h in self._hooks:
+                h.remove()
+            self._hooks = []
 
-        class _Capture:
-            def __enter__(self):
-                monitor._captured.clear()
-                for name, layer in monitor.layers.items():
-                    monitor._hooks.append(layer.register_forward_hook(monitor._hook(name), with_kwargs=True))
-
-            def __exit__(self, *exc):
-                for h in monitor._hooks:
-                    h.remove()
-                monitor._hooks.clear()
-
-        return _Capture()
-
-    def _hook(self, name):
-        def hook(module, args, kwargs, output):
+    def _hook(self, name: str, step: int):
+        def hook(layer, args, kwargs, output):
             hidden = args[0] if args else kwargs["hidden_states"]
-            state_in = (args[1] if len(args) > 1 else kwargs.get("state")) or module.init_state(hidden.shape[0])
-            self._captured[name] = (hidden.detach(), state_in.detach(), output[1].detach())
+            state_in = args[1] if len(args) > 1 else kwargs.get("state")
+            self._rows.append(self._stats(step, name, layer, hidden.detach(),
+                                          state_in if state_in is not None else layer.init_state(hidden.shape[0]),
+                                          output[1]))
         return hook
 
     @torch.no_grad()
-    def record(self, step: int) -> list[dict]:
-        """Computes the statistics of the last captured forward, appends them to the CSV and checks the alarms."""
-        rows = []
-        for name, (hidden, state_in, state_out) in self._captured.items():
-            layer = self.layers[name]
-            row = {"step": step, "layer": name}
-            for field, t in state_out.tensors().items():
-                if field.startswith("grad_"):
-                    continue
-                t = t.float()
-                row.update({f"{field}_mean": t.mean().item(), f"{field}_std": t.std().item(),
-                            f"{field}_maxabs": t.abs().max().item()})
-            row["inner_loss_before"] = layer.reconstruction_loss(hidden, state_in, state_in.seen).item()
-            row["inner_loss_after"] = layer.reconstruction_loss(hidden, state_out, state_in.seen).item()
-            lr = layer._scan_inputs(hidden, state_in.seen, layer.inner())[3]
-            row.update({"eta_mean": lr.mean().item(), "eta_std": lr.std().item(), "eta_max": lr.max().item()})
-            rows.append(row)
-        self._append(rows)
+    def _stats(self, step: int, name: str, layer: TTTBase, hidden, state_in, state_out) -> dict:
+        row = {"step": step, "layer": name}
+        for field, t in state_out.detach().tensors().items():
+            if field.startswith("grad_"):
+                continue
+            t = t.float()
+            row.update({f"{field}_mean": t.mean().item(), f"{field}_std": t.std().item(),
+                        f"{field}_maxabs": t.abs().max().item()})
+        start = state_in.seen
+        row["inner_loss_before"] = layer.reconstruction_loss(hidden, state_in.detach(), start).item()
+        row["inner_loss_after"] = layer.reconstruction_loss(hidden, state_out.detach(), start).item()
+        lr = layer._scan_inputs(hidden, start, layer.inner())[3]
+        row.update({"eta_mean": lr.mean().item(), "eta_std": lr.std().item(), "eta_max": lr.max().item()})
+        return row
+
+    def record(self, write: bool = True) -> list[dict]:
+        """Appends the captured rows to the CSV (on the main process) and checks the alarms (everywhere)."""
+        rows, self._rows = self._rows, []
+        if write:
+            self._append(rows)
         self._check(rows)
         return rows
 

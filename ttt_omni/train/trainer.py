@@ -4,7 +4,9 @@ Batch row b is a lane (see data.LanePacker): its TTT state at the end of one ste
 window (detached: truncated backprop through time) unless that window starts a new conversation. The inner-model
 parameters are float32 in their own optimizer group; bf16 autocast never touches them (the ops turn autocast
 off). Checkpoints hold everything needed to continue bit-identically: weights, optimizer, scheduler, RNG states,
-the step, and the carried TTT states.
+the step, and the carried TTT states (one file per process).
+With `fsdp: true` and several processes the model is sharded by distributed.shard (FSDP2); otherwise accelerate
+prepares it (DDP when several processes). Each process takes its own rows (lanes) of the global batch.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import math
 import os
 import random
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +93,6 @@ def cosine_schedule(cfg: TrainConfig):
     return factor
 
 
-def merge_states(fresh: TTTState, carried: TTTState, reset: torch.Tensor) -> TTTState:
-    """Row-wise: the fresh state where `reset`, else the carried one. Windows are whole mini-batches, so every
-    row sits at a mini-batch boundary and `seen` restarts at 0."""
-    mask = reset.view(-1, 1, 1, 1).to(fresh.W1.device)
-    parts = {k: torch.where(mask, f, carried.tensors()[k]) for k, f in fresh.tensors().items()}
-    params = tuple(parts[k] for k in ("W1", "b1", "W2", "b2") if k in parts)
-    grads = tuple(parts[k] for k in ("grad_W1", "grad_b1", "grad_W2", "grad_b2") if k in parts)
-    return TTTState.from_parts(params, grads, seen=0)
-
-
 def assert_inner_fp32(model) -> None:
     bad = [n for n, m in model.named_modules() if isinstance(m, TTTInnerParams)
            for pn, p in m.named_parameters() if p.dtype != torch.float32]
@@ -113,7 +105,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
-        self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
+        # Under FSDP the precision policy lives in the sharding; autocast would be redundant.
+        mixed = "bf16" if cfg.bf16 and not cfg.fsdp else "no"
+        # cpu=True is what lets accelerate form a gloo process group under torchrun on a machine without CUDA.
+        self.accelerator = accelerator or Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self._set_seed(cfg.seed)
         convs = book_conversations(cfg.books_split) if cfg.books_split else load_jsonl(cfg.jsonl)
         self.tokenizer = self._tokenizer(convs)
@@ -122,12 +118,20 @@ class Trainer:
             model.gradient_checkpointing_enable()
         self.ttt = ttt_layers(model)
         mb = next(iter(self.ttt.values())).mini_batch_size if self.ttt else 1
-        self.packer = LanePacker([tokenize(c, self.tokenizer) for c in convs], cfg.batch_size, cfg.context, mb,
-                                 seed=cfg.seed, pad_id=self.tokenizer.pad_token_id or 0)
+        self.packer = LanePacker([tokenize(c, self.tokenizer) for c in convs], cfg.batch_size * self.world,
+                                 cfg.context, mb, seed=cfg.seed, pad_id=self.tokenizer.pad_token_id or 0)
+        if cfg.fsdp:
+            if self.world < 2:
+                raise ValueError("fsdp: true needs several processes; launch with torchrun or accelerate launch")
+            from .distributed import shard
+            model = shard(model.to(self.accelerator.device), cfg.bf16)
         optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=(0.9, 0.95))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg))
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
-        keep_float32(self.accelerator.unwrap_model(self.model))
+        if cfg.fsdp:
+            self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        else:
+            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        keep_float32(self.unwrapped)
         assert_inner_fp32(self.model)
         self.monitor = TTTMonitor(self.unwrapped, self.out / "monitor.csv", cfg.monitor_every, cfg.max_abs)
         self.step = 0
@@ -136,6 +140,10 @@ class Trainer:
     @property
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
     def _tokenizer(self, convs):
         cfg = self.cfg
@@ -151,21 +159,27 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
+    def local_batch(self, step: int) -> dict:
+        """This process's rows (lanes) of the global batch of `step`."""
+        rows = slice(self.rank * self.cfg.batch_size, (self.rank + 1) * self.cfg.batch_size)
+        return {k: v[rows] for k, v in self.packer.batch(step).items()}
+
     def loss(self, batch: dict) -> torch.Tensor:
         device = self.accelerator.device
         input_ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
         kwargs = {}
         if self.ttt:
             cache = self.unwrapped.make_cache()
-            for i, layer in self.ttt.items():
-                fresh = layer.init_state(input_ids.shape[0])
-                state = fresh if i not in self.carried else merge_states(fresh, self.carried[i], batch["reset"])
-                cache.update_ttt_state(state, i)
+            if self.carried:
+                for i, state in self.carried.items():
+                    cache.update_ttt_state(state, i)
+                cache.restart_ttt_rows(batch["reset"].to(device))
             kwargs = {"past_key_values": cache, "use_cache": True}
         with self.accelerator.autocast():
             logits = self.model(input_ids=input_ids, **kwargs).logits
         if self.ttt:
-            self.carried = {i: cache.get_ttt_state(i).detach() for i in self.ttt}
+            # Each window starts at position 0 (attention starts afresh); TTT carries its weights across windows.
+            self.carried = {i: replace(cache.get_ttt_state(i).detach(), seen=0) for i in self.ttt}
         return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
 
     def train(self, until: int | None = None) -> dict:
@@ -173,16 +187,17 @@ class Trainer:
         cfg = self.cfg
         stop = min(cfg.steps, until or cfg.steps)
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        if self.main:
+            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         log_path = self.out / "train_log.csv"
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.accelerator.is_main_process)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main)
         last = {}
         while self.step < stop:
-            batch = self.packer.batch(self.step)
+            batch = self.local_batch(self.step)
             watch = self.monitor.wants(self.step) and bool(self.ttt)
             try:
                 if watch:
-                    with self.monitor.capture():
+                    with self.monitor.capture(self.step):
                         loss = self.loss(batch)
                 else:
                     loss = self.loss(batch)
@@ -192,18 +207,19 @@ class Trainer:
                 self._alarm(f"step {self.step}: training loss is {loss.item()}")
             if watch:
                 try:
-                    self.monitor.record(self.step)
+                    self.monitor.record(write=self.main)
                 except MonitorAlarm as e:
                     self._alarm(str(e))
             self.accelerator.backward(loss)
-            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            grad_norm = self._clip()
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            last = {"step": self.step, "loss": loss.item(), "grad_norm": float(grad_norm),
+            last = {"step": self.step, "loss": loss.item(), "grad_norm": grad_norm,
                     "lr": self.scheduler.get_last_lr()[0]}
-            self._log(log_path, last)
+            if self.main:
+                _append_csv(log_path, last)
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}")
             if self.step % cfg.save_every == 0 or self.step == cfg.steps:
@@ -213,52 +229,62 @@ class Trainer:
             return {**last, "final": None}
         return {**last, "final": str(self.export(self.out / "final"))}
 
+    def _clip(self) -> float:
+        if self.cfg.fsdp:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        return float(self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+
     def _alarm(self, message: str):
         path = self.save_checkpoint(name="last-good")
         raise MonitorAlarm(f"{message}. Training stopped; the weights before this step are saved at {path}")
 
-    def _log(self, path: Path, row: dict) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
     # --- checkpoints ---
+    def _model_state(self) -> dict | None:
+        """Full weights (gathered from every process under FSDP: all processes must call this)."""
+        if self.cfg.fsdp:
+            from .distributed import full_model_state
+            return full_model_state(self.model)
+        return None  # save_pretrained reads the model itself
+
     def export(self, path: Path) -> Path:
         """The model and tokenizer as an HF directory (safetensors), written atomically."""
-        tmp = path.with_name(path.name + ".tmp")
-        if self.accelerator.is_main_process:
+        state = self._model_state()
+        if self.main:
+            tmp = path.with_name(path.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            self.unwrapped.save_pretrained(tmp, safe_serialization=True)
+            self.unwrapped.save_pretrained(tmp, safe_serialization=True, state_dict=state)
             self.tokenizer.save_pretrained(tmp)
             _replace_dir(tmp, path)
+        self.accelerator.wait_for_everyone()
         return path
 
     def save_checkpoint(self, name: str | None = None) -> Path:
         path = self.out / "checkpoints" / (name or f"step-{self.step:07d}")
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(path.name + ".tmp")
+        model_state = self._model_state()
+        if self.cfg.fsdp:
+            from .distributed import full_optimizer_state
+            optimizer_state = full_optimizer_state(self.model, self.optimizer)
+        else:
+            optimizer_state = self.optimizer.state_dict()
+        if self.main:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            self.unwrapped.save_pretrained(tmp / "model", safe_serialization=True)
+            self.unwrapped.save_pretrained(tmp / "model", safe_serialization=True, state_dict=model_state)
             self.tokenizer.save_pretrained(tmp / "model")
-            torch.save({
-                "step": self.step,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "carried": {i: s.to_dict() for i, s in self.carried.items()},
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                        "torch": torch.get_rng_state()},
-                "config": asdict(self.cfg),
-            }, tmp / "trainer_state.pt")
+            torch.save({"step": self.step, "optimizer": optimizer_state, "scheduler": self.scheduler.state_dict(),
+                        "config": asdict(self.cfg), "world": self.world}, tmp / "trainer_state.pt")
+        self.accelerator.wait_for_everyone()
+        torch.save({"carried": {i: s.to_dict() for i, s in self.carried.items()},
+                    "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                            "torch": torch.get_rng_state()}}, tmp / f"rank{self.rank}.pt")
+        self.accelerator.wait_for_everyone()
+        if self.main:
             _replace_dir(tmp, path)
             if name is None:
                 _atomic_write(self.out / "checkpoints" / "latest", path.name)
+        self.accelerator.wait_for_everyone()
         return path
 
     def resume(self, path: str | Path | None = None) -> bool:
@@ -273,23 +299,42 @@ class Trainer:
         state_file = path / "trainer_state.pt"
         if not state_file.is_file():
             raise FileNotFoundError(f"not a training checkpoint (no trainer_state.pt): {path}")
+        state = torch.load(state_file, weights_only=False)
+        if state.get("world", 1) != self.world:
+            raise ValueError(f"checkpoint {path} was written by {state.get('world', 1)} processes; resume it with the "
+                             f"same number (this run has {self.world})")
         from safetensors.torch import load_file
         weights = {}
         for f in sorted((path / "model").glob("*.safetensors")):
             weights.update(load_file(str(f)))
-        missing, unexpected = self.unwrapped.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.endswith("lm_head.weight") or not self.unwrapped.config.tie_word_embeddings]
-        if missing or unexpected:
-            raise ValueError(f"checkpoint {path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        state = torch.load(state_file, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.unwrapped.config.tie_word_embeddings and "lm_head.weight" not in weights:
+            weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+        if self.cfg.fsdp:
+            from .distributed import load_full_state
+            load_full_state(self.model, self.optimizer, weights, state["optimizer"])
+        else:
+            missing, unexpected = self.unwrapped.load_state_dict(weights, strict=False)
+            if missing or unexpected:
+                raise ValueError(f"checkpoint {path} does not match the model: missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]}")
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.carried = {int(i): TTTState.from_dict(d) for i, d in state["carried"].items()}
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        mine = torch.load(path / f"rank{self.rank}.pt", weights_only=False)
+        self.carried = {int(i): TTTState.from_dict(d) for i, d in mine["carried"].items()}
+        random.setstate(mine["rng"]["python"])
+        np.random.set_state(mine["rng"]["numpy"])
+        torch.set_rng_state(mine["rng"]["torch"])
         self.step = state["step"]
         return True
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
 
 
 def _atomic_write(path: Path, text: str) -> None:
