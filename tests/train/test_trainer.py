@@ -110,7 +110,12 @@ def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_j
                             "mini_batch_size": 16}}))
     assert main(["train", str(cfg)]) == 0
     assert (tmp_path / "cli-run" / "final" / "model.safetensors").is_file()
+    log = (tmp_path / "cli-run" / "train_log.csv").read_text()
+    assert main(["train", str(cfg)]) == 2, "a second fresh run into the same output_dir is refused"
+    assert (tmp_path / "cli-run" / "train_log.csv").read_text() == log
+    assert main(["train", str(cfg), "--resume"]) == 0  # already at its last step: nothing to do, nothing lost
     assert main(["monitor", "plot", str(tmp_path / "cli-run")]) == 0
+    assert "token_scale_last" in pd.read_csv(tmp_path / "cli-run" / "monitor.csv").columns
     png = tmp_path / "cli-run" / "monitor.png"
     assert png.stat().st_size > 10_000
     assert main(["monitor", "plot", str(tmp_path / "nowhere")]) == 2

@@ -52,7 +52,8 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, MonitorAlarm) as e:
         print(f"ttt-omni train: {e}", file=sys.stderr)
         return 2
-    print(f"done: step {result['step']}, loss {result['loss']:.4f}; model at {result['final']}")
+    loss = f", loss {result['loss']:.4f}" if "loss" in result else " (no steps left to run)"
+    print(f"done: step {result['step']}{loss}; model at {result['final']}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Every `every` steps, for each TTT layer, the monitor records mean/std/max-abs of the fast weights at the end of
 the step's window (W1, b1[, W2, b2]), the inner reconstruction loss of the window's tokens under the window's
-start and end weights (after < before means the inner model is learning), and the learning-rate gate eta.
+start and end weights (after < before means the inner model is learning), the learning-rate gate eta, and the
+last position's token scale (the step size of the update carried to the next mini-batch).
 NaN/Inf anywhere, or a max-abs above `max_abs`, raises MonitorAlarm; the trainer then saves the last good
 checkpoint and stops.
 """
@@ -67,8 +68,11 @@ class TTTMonitor:
         start = state_in.seen
         row["inner_loss_before"] = layer.reconstruction_loss(hidden, state_in.detach(), start).item()
         row["inner_loss_after"] = layer.reconstruction_loss(hidden, state_out.detach(), start).item()
-        lr = layer._scan_inputs(hidden, start, layer.inner())[3]
-        row.update({"eta_mean": lr.mean().item(), "eta_std": lr.std().item(), "eta_max": lr.max().item()})
+        _, _, _, lr, token_scale = layer._scan_inputs(hidden, start, layer.inner())
+        row.update({"eta_mean": lr.mean().item(), "eta_std": lr.std().item(), "eta_max": lr.max().item(),
+                    # the weight carried to the next mini-batch moves by this times the summed gradients: 0 means the
+                    # layer has learned to keep nothing across mini-batches
+                    "token_scale_last": token_scale[-1].item()})
         return row
 
     def record(self, write: bool = True) -> list[dict]:
@@ -105,7 +109,8 @@ class TTTMonitor:
 
 
 def plot(csv_path: str | Path, png_path: str | Path | None = None) -> Path:
-    """One PNG with a panel per quantity (weight max-abs, inner loss before/after, eta), a line per layer."""
+    """One PNG with a panel per quantity (weight max-abs, inner loss before/after, eta, the last position's token
+    scale), a line per layer."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,7 +123,8 @@ def plot(csv_path: str | Path, png_path: str | Path | None = None) -> Path:
     png_path = Path(png_path) if png_path else csv_path.with_suffix(".png")
     weight_cols = [c for c in df.columns if c.endswith("_maxabs")]
     panels = [("max |weight|", weight_cols), ("inner loss", ["inner_loss_before", "inner_loss_after"]),
-              ("eta (lr gate)", ["eta_mean", "eta_max"])]
+              ("eta (lr gate)", ["eta_mean", "eta_max"]),
+              ("carried update scale", [c for c in ["token_scale_last"] if c in df.columns])]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
     for ax, (title, cols) in zip(axes, panels):
         for layer, part in df.groupby("layer"):

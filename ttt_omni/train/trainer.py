@@ -186,12 +186,15 @@ class Trainer:
         """Trains to cfg.steps (or stops early at step `until`; the schedule still targets cfg.steps)."""
         cfg = self.cfg
         stop = min(cfg.steps, until or cfg.steps)
+        if self.step == 0 and (self.out / "checkpoints" / "latest").is_file():
+            raise ValueError(f"{self.out} already holds a training run; continue it with --resume, or choose another "
+                             "output_dir (nothing was overwritten)")
         self.out.mkdir(parents=True, exist_ok=True)
         if self.main:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         log_path = self.out / "train_log.csv"
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main)
-        last = {}
+        last = {"step": self.step}
         while self.step < stop:
             batch = self.local_batch(self.step)
             watch = self.monitor.wants(self.step) and bool(self.ttt)
