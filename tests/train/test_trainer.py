@@ -120,3 +120,19 @@ def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_j
     assert png.stat().st_size > 10_000
     assert main(["monitor", "plot", str(tmp_path / "nowhere")]) == 2
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+
+
+@pytest.mark.parametrize("reset_every", [None, 1])
+def test_state_carried_across_windows_unless_reset(tiny_train_config, reset_every):
+    trainer = Trainer(tiny_train_config(state_reset_every=reset_every))
+    first, second = trainer.local_batch(0), trainer.local_batch(1)
+    assert not second["reset"].any(), "both lanes continue their conversation at step 1"
+    with torch.no_grad():
+        trainer.loss(first)
+        carried_loss = trainer.loss(second).item()
+        trainer.carried = {}
+        fresh_loss = trainer.loss(second).item()
+    if reset_every == 1:
+        assert carried_loss == fresh_loss
+    else:
+        assert carried_loss != fresh_loss

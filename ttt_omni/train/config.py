@@ -35,6 +35,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard with FSDP2 across the launched processes (torchrun / accelerate launch)
     train_only_ttt: bool = False
+    # TTT state is carried across a conversation's windows and reset at its boundary; with N it is also reset every N
+    # windows (1: every window starts fresh, as in TTT-LM training). Carried states were computed under older
+    # weights: over hundreds of windows they go stale, and a model can learn to switch its carried update off.
+    state_reset_every: int | None = None
     save_every: int = 100
     monitor_every: int = 10
     max_abs: float = 10.0
@@ -85,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"{source}: set exactly one of `books_split` and `jsonl`")
         if self.lr <= 0:
             raise ValueError(f"{source}: lr must be > 0, got {self.lr}")
+        if self.state_reset_every is not None and self.state_reset_every < 1:
+            raise ValueError(f"{source}: state_reset_every must be >= 1 windows (or absent), got {self.state_reset_every}")
 
     def gate(self) -> dict | None:
         """The gate rules of this config's stage, if any."""

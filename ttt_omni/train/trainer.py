@@ -170,10 +170,13 @@ class Trainer:
         kwargs = {}
         if self.ttt:
             cache = self.unwrapped.make_cache()
-            if self.carried:
+            restart = batch["reset"]
+            if self.cfg.state_reset_every:
+                restart = restart | (batch["window"] % self.cfg.state_reset_every == 0)
+            if self.carried and not restart.all():
                 for i, state in self.carried.items():
                     cache.update_ttt_state(state, i)
-                cache.restart_ttt_rows(batch["reset"].to(device))
+                cache.restart_ttt_rows(restart.to(device))
             kwargs = {"past_key_values": cache, "use_cache": True}
         with self.accelerator.autocast():
             logits = self.model(input_ids=input_ids, **kwargs).logits
