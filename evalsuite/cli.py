@@ -1,4 +1,4 @@
-"""`evalsuite` command line: run | list | show | export | lm-eval | pairs | raters | gate | dashboard | leaderboard."""
+"""`evalsuite` command line: run | list | show | export | plot | lm-eval | pairs | raters | gate | dashboard | leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--task", default=None, help="only this task")
     _add_db(export)
     export.set_defaults(func=cmd_export)
+
+    plot = sub.add_parser("plot", help="plot one metric of runs over their numeric bins (ppl by length) to a PNG")
+    plot.add_argument("run_ids", type=int, nargs="+", metavar="RUN")
+    plot.add_argument("--metric", default="ppl", help="metric name (default ppl)")
+    plot.add_argument("--output", default=None, help="PNG to write (default results/plot-RUNS-METRIC.png)")
+    _add_db(plot)
+    plot.set_defaults(func=cmd_plot)
 
     sub.add_parser("lm-eval", add_help=False, help="lm-eval's own CLI (all its options) with the ttt-omni model "
                    "registered: evalsuite lm-eval --model ttt-omni --model_args pretrained=PATH --tasks ...")
@@ -171,6 +178,15 @@ def cmd_export(args) -> int:
     out = Path(args.output or Path("results") / f"metrics.{args.format}")
     path = Store(args.db).export(out, args.format, run_id=args.run, task=args.task)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot_runs
+    from .store import Store
+
+    out = args.output or Path("results") / f"plot-{'-'.join(map(str, args.run_ids))}-{args.metric}.png"
+    print(f"wrote {plot_runs(Store(args.db), args.run_ids, args.metric, out)}")
     return 0
 
 
