@@ -88,23 +88,59 @@ class FasterWhisperASR:
 
 
 class TransformersWhisperASR:
-    """A transformers Whisper checkpoint read from a local directory (30 s chunks, word timestamps)."""
+    """A transformers Whisper checkpoint read from a local directory (the Hub layout: config.json,
+    generation_config.json, weights, preprocessor_config.json, tokenizer files), in 30 s chunks.
+
+    Word start times come from cross-attention DTW when the generation config has `alignment_heads` (every OpenAI
+    checkpoint does), else from Whisper's segment timestamps (each word takes its segment's start). English-only
+    checkpoints (`*.en`, is_multilingual false) are not given a language or task, which they refuse."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu"):
+        import json
+
         from transformers import pipeline
 
         path = Path(path).expanduser()
+        where = f"hf-whisper:{path}"
+        if not path.is_dir():
+            raise ASRError(f"{where}: directory not found; expected a transformers Whisper checkpoint directory")
         if not (path / "config.json").is_file():
-            raise ASRError(f"hf-whisper:{path}: not a transformers Whisper directory (expected {path / 'config.json'})")
+            raise ASRError(f"{where}: not a transformers Whisper directory (expected {path / 'config.json'})")
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ASRError(f"{where}: unreadable config.json ({e})") from None
+        if model_type != "whisper":
+            raise ASRError(f"{where}: config.json has model_type {model_type!r}; expected 'whisper'")
         self.name = f"hf-whisper:{path.name}"
-        self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=device, chunk_length_s=30)
+        try:
+            self.pipe = pipeline("automatic-speech-recognition", model=str(path), device=device, chunk_length_s=30,
+                                 ignore_warning=True)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ASRError(f"{where}: cannot load the Whisper model, feature extractor and tokenizer from it "
+                           f"({type(e).__name__}: {e})") from None
+        if self.pipe.tokenizer is None or self.pipe.feature_extractor is None:
+            raise ASRError(f"{where}: no tokenizer or no feature extractor (preprocessor_config.json) in the "
+                           "directory")
+        gc = self.pipe.model.generation_config
+        multilingual = getattr(gc, "is_multilingual", hasattr(gc, "lang_to_id"))
+        self.generate_kwargs = {"language": "en", "task": "transcribe"} if multilingual else {}
+        if getattr(gc, "alignment_heads", None):
+            self.timestamps = "word"
+        elif getattr(gc, "no_timestamps_token_id", None) is not None:
+            self.timestamps = True  # segment timestamps
+        else:
+            self.timestamps = None  # no times: every word in the first segment
 
     def transcribe(self, wav: str | os.PathLike) -> Transcript:
         samples = _load(wav)
-        out = self.pipe({"raw": samples, "sampling_rate": 16000}, return_timestamps="word",
-                        generate_kwargs={"language": "en", "task": "transcribe"})
-        words = [(c["text"].strip(), float(c["timestamp"][0] or 0.0)) for c in out.get("chunks", [])]
-        return Transcript(out["text"].strip(), words, len(samples) / 16000)
+        kwargs = {"return_timestamps": self.timestamps} if self.timestamps else {}
+        out = self.pipe({"raw": samples, "sampling_rate": 16000}, generate_kwargs=dict(self.generate_kwargs),
+                        **kwargs)
+        words = [(w, float(c["timestamp"][0] or 0.0)) for c in out.get("chunks", []) for w in c["text"].split()]
+        if not self.timestamps:
+            words = [(w, 0.0) for w in out["text"].split()]
+        return Transcript(" ".join(w for w, _ in words), words, len(samples) / 16000)
 
 
 def _load(wav) -> np.ndarray:
