@@ -2,6 +2,10 @@
 
   ttt:PATH        a TTT-Llama checkpoint (HF directory; `ttt_omni.models` registers the Auto classes)
   hf:PATH         any local HF causal LM (the baseline)
+  omni:PATH       a LLaMA-Omni(-layout) checkpoint directory or its TTT conversion (`ttt-omni convert`): speech in,
+                  text + speech units out. `model` is its LLM (text tasks work as on ttt:), `omni` the whole
+                  OmniSpeechTTT (asr_wer speaks with it); the hash covers the directory and a Whisper `.pt` its
+                  config points at outside it
   tiny            the bundled tiny TTT-Llama: checkpoints/tiny-ttt when it exists, else a seeded random model
                   labelled "-untrained" (a few M parameters, byte-level BPE tokenizer trained on the train books)
   tiny-baseline   the same for a plain Llama with a 2048-token context: checkpoints/tiny-baseline or seeded random
@@ -33,6 +37,7 @@ class LoadedModel:
     model_hash: str
     spec: str
     context_limit: int | None  # None: no limit (TTT streams any length); else documents longer are windowed
+    omni: torch.nn.Module | None = None  # the OmniSpeechTTT of an omni:PATH spec (`model` is its LLM)
 
     @property
     def device(self) -> torch.device:
@@ -55,8 +60,11 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
             return loaded
         return _tiny_untrained(spec, device)
     kind, sep, path = spec.partition(":")
-    if not sep or kind not in ("ttt", "hf") or not path:
-        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, tiny or tiny-baseline")
+    if not sep or kind not in ("ttt", "hf", "omni") or not path:
+        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny or "
+                             "tiny-baseline")
+    if kind == "omni":
+        return _load_omni(Path(path).expanduser(), device, dtype)
     return _load_pretrained(kind, Path(path).expanduser(), device, dtype)
 
 
@@ -78,6 +86,68 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
     model.to(device).eval()
     return LoadedModel(model, tokenizer, f"{kind}:{path.resolve().name}", directory_hash(path), f"{kind}:{path}",
                        _context_limit(model))
+
+
+def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
+    """An OmniSpeechTTT through the project's loader (`ttt_omni.speech.omni_checkpoint.load_omni`)."""
+    from transformers import AutoTokenizer
+
+    where = f"omni:{path}"
+    if not path.is_dir():
+        raise ModelSpecError(f"{where}: directory not found; expected a LLaMA-Omni checkpoint directory (original "
+                             "or converted by `ttt-omni convert`)")
+    try:
+        from ttt_omni.speech.omni_checkpoint import is_omni_checkpoint, load_omni
+    except ImportError as e:
+        raise ModelSpecError(f"omni: models need ttt_omni.speech, which cannot be imported ({e})") from None
+    if not is_omni_checkpoint(path):
+        raise ModelSpecError(f"{where}: not a LLaMA-Omni checkpoint (expected {path / 'config.json'} with its speech "
+                             "settings: speech_encoder_type, ...); use ttt:PATH or hf:PATH for a text model")
+    try:
+        omni = load_omni(path, dtype=dtype, device=device)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"{where}: cannot be loaded ({e})") from None
+    digest = directory_hash(path)
+    encoder = _external_encoder(path, omni.config)
+    if encoder is not None:
+        part = directory_hash(encoder) if encoder.is_dir() else _file_hash(encoder)
+        digest = hashlib.sha256(f"{digest}:{part}".encode()).hexdigest()[:16]
+    llm = omni.llm
+    limit = None if getattr(llm.config, "ttt_layers", None) else getattr(llm.config, "max_position_embeddings", None)
+    return LoadedModel(llm, tokenizer, f"omni:{path.resolve().name}", digest, f"omni:{path}", limit, omni=omni)
+
+
+def _external_encoder(path: Path, config) -> Path | None:
+    """The Whisper file or directory the checkpoint's config names, when its weights are not in the checkpoint
+    itself and it lies outside the directory (else None: the directory hash covers it)."""
+    from safetensors import safe_open
+
+    from ttt_omni.convert import weight_files
+    from ttt_omni.speech.omni_checkpoint import ENCODER_PREFIX, resolve_encoder_path
+
+    for file in weight_files(path):
+        with safe_open(str(file), framework="pt") as f:
+            if any(k.startswith(ENCODER_PREFIX) for k in f.keys()):
+                return None
+    value = getattr(config, "speech_encoder", None)
+    found = resolve_encoder_path(value, path).resolve() if value else None
+    return None if found is None or found.is_relative_to(path.resolve()) else found
+
+
+def _file_hash(file: Path) -> str:
+    """sha256 of one file's name and contents (first 16 hex digits), cached like directory_hash."""
+    stamp = hashlib.sha256(repr((str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns)).encode())
+    memo = cache_dir() / "hashes" / stamp.hexdigest()
+    if memo.is_file():
+        return memo.read_text().strip()
+    h = hashlib.sha256(file.name.encode() + b"\0")
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()[:16]
+    _atomic_write(memo, digest)
+    return digest
 
 
 def _import_ttt_models():

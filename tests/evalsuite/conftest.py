@@ -75,3 +75,21 @@ def small_corpus(tmp_path_factory) -> Path:
     for b in books("eval")[:4]:
         (out / b.file).write_text(b.read()[5000:6500], encoding="utf-8")
     return out
+
+
+def speech_test_helpers():
+    """tests/speech/conftest.py, which writes the tiny speech checkpoints (LLaMA-Omni layout, Whisper, vocoder);
+    imported under the name pytest gives it ("speech.conftest", tests/ on the path), so it is one module."""
+    import importlib
+    import sys
+
+    tests_dir = str(Path(__file__).resolve().parent.parent)
+    if tests_dir not in sys.path:
+        sys.path.append(tests_dir)
+    return importlib.import_module("speech.conftest")
+
+
+@pytest.fixture(scope="session")
+def llama_omni_dir(tmp_path_factory) -> Path:
+    """The tiny random LLaMA-Omni-layout checkpoint of tests/speech (tokenizer, Whisper .pt, vocoder/ inside)."""
+    return speech_test_helpers().write_llama_omni(tmp_path_factory.mktemp("omni") / "llama-omni")
