@@ -133,3 +133,18 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert "not a Hugging Face model directory" in capsys.readouterr().err
     assert evalsuite(["gate", "--checkpoint", "x", "--stage", "1", "--approve"]) == 2
     assert "--approve needs --by NAME and --reason TEXT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("curriculum", ["configs/curriculum.yaml", "configs/tiny-curriculum.yaml"])
+def test_shipped_rules_name_metrics_their_tasks_produce(curriculum):
+    from pathlib import Path
+
+    from evalsuite.registry import load_spec
+
+    root = Path(__file__).resolve().parent.parent
+    for stage in (1, 2, 3, 4):
+        rules, _ = gate.stage_rules(root / curriculum, stage)
+        for rule in rules:
+            spec_file = root / "tasks" / f"{rule.task}.yaml"
+            if spec_file.is_file():  # train_monitor and human_pref rows come from the trainer and the raters
+                assert rule.metric in load_spec(spec_file).metrics, (curriculum, stage, rule)
