@@ -6,9 +6,9 @@
                   text + speech units out. `model` is its LLM (text tasks work as on ttt:), `omni` the whole
                   OmniSpeechTTT (asr_wer speaks with it); the hash covers the directory and a Whisper `.pt` its
                   config points at outside it
-  tiny            the bundled tiny TTT-Llama: checkpoints/tiny-ttt when it exists, else a seeded random model
-                  labelled "-untrained" (a few M parameters, byte-level BPE tokenizer trained on the train books)
-  tiny-baseline   the same for a plain Llama with a 2048-token context: checkpoints/tiny-baseline or seeded random
+  tiny            the bundled reference TTT-Llama, checkpoints/tiny-ttt (trained by `ttt-omni train
+                  configs/tiny-ttt.yaml` on the train books)
+  tiny-baseline   its attention baseline of the same size, checkpoints/tiny-baseline (configs/tiny-baseline.yaml)
 """
 from __future__ import annotations
 
@@ -24,9 +24,6 @@ from .errors import ModelSpecError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
 TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
-TINY_VOCAB = 4096
-TINY_BASELINE_CONTEXT = 2048
-TINY_SEED = 0
 
 
 @dataclass
@@ -53,12 +50,14 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
     spec = spec.strip()
     if spec in TINY_CHECKPOINTS:
         shipped = CHECKPOINTS_DIR / TINY_CHECKPOINTS[spec]
-        if shipped.is_dir():
-            kind = "ttt" if spec == "tiny" else "hf"
-            loaded = _load_pretrained(kind, shipped, device, dtype)
-            loaded.model_id, loaded.spec = TINY_CHECKPOINTS[spec], spec
-            return loaded
-        return _tiny_untrained(spec, device)
+        if not (shipped / "config.json").is_file():
+            raise ModelSpecError(f"{spec}: the bundled checkpoint {shipped} is missing; restore it from git or "
+                                 f"retrain it: .venv/bin/ttt-omni train configs/{TINY_CHECKPOINTS[spec]}.yaml, then "
+                                 f"bash scripts/ship_checkpoint.sh configs/{TINY_CHECKPOINTS[spec]}.yaml "
+                                 f"runs/{TINY_CHECKPOINTS[spec]} {shipped}")
+        loaded = _load_pretrained("ttt" if spec == "tiny" else "hf", shipped, device, dtype)
+        loaded.model_id, loaded.spec = TINY_CHECKPOINTS[spec], spec
+        return loaded
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("ttt", "hf", "omni") or not path:
         raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny or "
@@ -183,71 +182,8 @@ def directory_hash(path: Path) -> str:
     return digest
 
 
-def model_state_hash(model: torch.nn.Module, tokenizer) -> str:
-    """sha256 over config, tokenizer and every parameter/buffer of an in-memory model (first 16 hex digits)."""
-    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-# --- the tiny models ------------------------------------------------------------------------------------------
-
-
-def tiny_tokenizer():
-    """Byte-level BPE (vocab 4096) trained on the train split of the bundled books; built once, then cached."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from ttt_omni.data_manifest import books
-
-    train = books(split="train")
-    digest = hashlib.sha256("".join(b.file + b.path.stat().st_size.__str__() for b in train).encode()).hexdigest()
-    path = cache_dir() / "tokenizers" / f"bpe{TINY_VOCAB}-{digest[:12]}.json"
-    if not path.is_file():
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      special_tokens=["<|endoftext|>"], show_progress=False)
-        tok.train_from_iterator([b.read() for b in train], trainer)
-        _atomic_write(path, tok.to_str())
-    return PreTrainedTokenizerFast(tokenizer_file=str(path), eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   model_max_length=1 << 30)
-
-
-def _tiny_untrained(spec: str, device: str) -> LoadedModel:
-    """A seeded random tiny model, clearly labelled untrained, until the trainer ships checkpoints/."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = tiny_tokenizer()
-    torch.manual_seed(TINY_SEED)
-    geometry = dict(vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                    num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=None,
-                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model, model_id = None, "tiny-baseline-untrained"
-    if spec == "tiny":
-        try:
-            from ttt_omni.models import TTTLlamaForCausalLM
-            from ttt_omni.models.presets import tiny_config
-        except ImportError:
-            model_id = "tiny-llama-untrained (ttt_omni.models unavailable: plain Llama instead of TTT)"
-        else:
-            # bounded-memory mode (sliding-window attention in the non-TTT layers) and mini-batch 64 keep CPU time low
-            model = TTTLlamaForCausalLM(tiny_config(vocab_size=TINY_VOCAB, attention_window=512, mini_batch_size=64,
-                                                    eos_token_id=tokenizer.eos_token_id,
-                                                    pad_token_id=tokenizer.pad_token_id))
-            model_id = "tiny-ttt-untrained"
-    if model is None:
-        model = LlamaForCausalLM(LlamaConfig(**geometry, max_position_embeddings=TINY_BASELINE_CONTEXT))
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, model_id, model_state_hash(model, tokenizer), spec, _context_limit(model))

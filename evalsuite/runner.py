@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .corpus import user_corpus
 from .errors import CorpusError, EvalsuiteError
 from .models import REPO_ROOT, LoadedModel, load_model
 from .registry import KINDS, Registry, TaskSpec, validate_spec
@@ -76,6 +77,8 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     seed_everything(seed)
+    if corpus is not None:
+        user_corpus(corpus)  # a bad --corpus is reported before a model is loaded
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     if loaded.device.type == "cpu" and sum(p.numel() for p in loaded.model.parameters()) < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny matmuls: OpenMP threads cost more than they give (many times so when busy)

@@ -45,7 +45,7 @@ def filled_store(tmp_path_factory):
         run_task("ppl_vs_length", model, store=store, corpus=str(corpus), lengths=[128, 256, 512], progress=False)
     assert evalsuite(["gate", "--checkpoint", final, "--stage", "1", "--config",
                       str(REPO / "configs" / "tiny-curriculum.yaml"), "--db", url]) in (0, 1)
-    systems = ["ttt:final", "tiny-baseline-untrained"]
+    systems = ["ttt:final", "tiny-baseline"]
     key = {"bundle_id": "b1", "task": "ppl_vs_length", "systems": systems, "pairs": {
         f"p{i}": {"left": {"system": systems[i % 2]}, "right": {"system": systems[1 - i % 2]}} for i in range(6)}}
     votes = [{"rater": r, "pair_id": f"p{i}", "choice": c} for r in ("ann", "bob")

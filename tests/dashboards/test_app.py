@@ -40,11 +40,11 @@ def test_pages_render_from_the_store(filled_store, monkeypatch):
     page(at, "Perplexity vs length")
     assert len(at.get("vega_lite_chart")) == 1
     assert {"128", "256", "512"} <= set(at.dataframe[0].value.columns)
-    assert "tiny-baseline-untrained" in " ".join(at.dataframe[0].value.index)
+    assert "tiny-baseline" in " ".join(at.dataframe[0].value.index)
     assert "No finished generation-quality runs" in texts(page(at, "Generation quality"))
     assert "asr_wer" in texts(page(at, "ASR-WER drift"))
     human = page(at, "Human eval").dataframe[0].value
-    assert list(human["comparison"]) == ["ttt:final vs tiny-baseline-untrained"]
+    assert list(human["comparison"]) == ["ttt:final vs tiny-baseline"]
     page(at, "Training monitor")
     assert len(at.get("vega_lite_chart")) == 4  # three monitor panels and the training loss
     board = texts(page(at, "Leaderboards"))

@@ -61,7 +61,7 @@ def test_dashboard_in_chromium(dashboard, tmp_path):
             page.get_by_text("Runs", exact=True).first.wait_for(timeout=90_000)
             page.get_by_text("Perplexity vs length", exact=True).first.click()
             page.locator("canvas, svg.marks").first.wait_for(timeout=90_000)
-            page.get_by_text("tiny-baseline-untrained", exact=False).first.wait_for(timeout=30_000)
+            page.get_by_text("tiny-baseline", exact=False).first.wait_for(timeout=30_000)
             shot = tmp_path / "ppl.png"
             page.screenshot(path=str(shot), full_page=True)
             page.get_by_text("Gate", exact=True).first.click()

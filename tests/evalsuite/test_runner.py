@@ -88,7 +88,7 @@ def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_
     monkeypatch.setenv("EVALSUITE_DB", str(tmp_path / "demo.db"))
     assert main(["run", "--task", "ppl_vs_length", "--limit", "1", "--lengths", "256,512", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "tiny-ttt-untrained" in out and "length=512" in out and "evalsuite show 1" in out
+    assert "tiny-ttt" in out and "length=512" in out and "evalsuite show 1" in out
     assert main(["show", "1"]) == 0 and "cum_ppl" in capsys.readouterr().out
     assert main(["export", "--format", "json", "--output", str(tmp_path / "m.json")]) == 0
 
