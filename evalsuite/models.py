@@ -83,7 +83,7 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{kind}:{path}: no usable tokenizer in the model directory ({e})") from None
     model.to(device).eval()
-    return LoadedModel(model, tokenizer, f"{kind}:{path.resolve().name}", directory_hash(path), f"{kind}:{path}",
+    return LoadedModel(model, tokenizer, f"{kind}:{path.resolve().name}", content_hash(path), f"{kind}:{path}",
                        _context_limit(model))
 
 
@@ -107,10 +107,10 @@ def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedMode
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{where}: cannot be loaded ({e})") from None
-    digest = directory_hash(path)
+    digest = content_hash(path)
     encoder = _external_encoder(path, omni.config)
     if encoder is not None:
-        part = directory_hash(encoder) if encoder.is_dir() else _file_hash(encoder)
+        part = content_hash(encoder)
         digest = hashlib.sha256(f"{digest}:{part}".encode()).hexdigest()[:16]
     llm = omni.llm
     limit = None if getattr(llm.config, "ttt_layers", None) else getattr(llm.config, "max_position_embeddings", None)
@@ -134,21 +134,6 @@ def _external_encoder(path: Path, config) -> Path | None:
     return None if found is None or found.is_relative_to(path.resolve()) else found
 
 
-def _file_hash(file: Path) -> str:
-    """sha256 of one file's name and contents (first 16 hex digits), cached like directory_hash."""
-    stamp = hashlib.sha256(repr((str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns)).encode())
-    memo = cache_dir() / "hashes" / stamp.hexdigest()
-    if memo.is_file():
-        return memo.read_text().strip()
-    h = hashlib.sha256(file.name.encode() + b"\0")
-    with file.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()[:16]
-    _atomic_write(memo, digest)
-    return digest
-
-
 def _import_ttt_models():
     try:
         import ttt_omni.models  # noqa: F401  (registers model_type "ttt_llama" with the Auto classes)
@@ -162,10 +147,12 @@ def _context_limit(model) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def directory_hash(path: Path) -> str:
-    """sha256 over the names and contents of the files of a model directory (first 16 hex digits). Cached in
-    cache_dir() by (path, size, mtime) so that large checkpoints are read once."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+def content_hash(path: Path) -> str:
+    """sha256 over the names (relative to `path`, or the name of a single file) and contents of a model directory's
+    files or of one file (first 16 hex digits). Cached in cache_dir() by (path, size, mtime) so that large
+    checkpoints are read once."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    base = path.parent if path.is_file() else path
     stamp = hashlib.sha256(repr([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
                            .encode()).hexdigest()
     memo = cache_dir() / "hashes" / stamp
@@ -173,7 +160,7 @@ def directory_hash(path: Path) -> str:
         return memo.read_text().strip()
     h = hashlib.sha256()
     for p in files:
-        h.update(str(p.relative_to(path)).encode() + b"\0")
+        h.update(str(p.relative_to(base)).encode() + b"\0")
         with p.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)

@@ -106,11 +106,10 @@ class AsrWer(GenerationKind):
     def config(self) -> dict:
         config = {**super().config(), "asr": self.param("asr"), "system": self.system}
         if self.system == "omni":
-            from ..models import _file_hash, directory_hash
+            from ..models import content_hash
 
             path = self.vocoder_path
-            config.update(vocoder=str(path.resolve()),
-                          vocoder_hash=directory_hash(path) if path.is_dir() else _file_hash(path))
+            config.update(vocoder=str(path.resolve()), vocoder_hash=content_hash(path))
         return config
 
     def passage(self, unit: Unit) -> str:

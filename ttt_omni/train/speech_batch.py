@@ -13,7 +13,6 @@ apart) and cosine schedule. `ttt-omni train` uses it when `model_from` is a LLaM
 """
 from __future__ import annotations
 
-import csv
 import json
 import random
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from ttt_omni.speech.chat import SPEECH_INSTRUCTION, stop_tokens, tokenize_with_
 from ttt_omni.speech.generator import IGNORE_INDEX
 
 from .config import TrainConfig
-from .trainer import cosine_schedule, param_groups
+from .trainer import append_csv, cosine_schedule, param_groups
 
 ASSISTANT = ("assistant", "gpt", "model")
 
@@ -168,22 +167,13 @@ class SpeechTrainer:
             self.step += 1
             last = {"step": self.step, **{k: v.item() for k, v in losses.items()}, "grad_norm": float(grad_norm),
                     "lr": self.scheduler.get_last_lr()[0]}
-            _append_csv(self.out / "train_log.csv", last)
+            append_csv(self.out / "train_log.csv", last)
         return last
 
     def export(self, path: str | Path | None = None) -> Path:
         from ttt_omni.speech.omni_checkpoint import save_omni
 
         return save_omni(self.model, Path(path) if path else self.out / "final", tokenizer=self.tokenizer)
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 __all__ = ["SpeechTrainer", "SpeechConversation", "SpeechTurn", "load_speech_jsonl", "speech_sequence",

@@ -225,7 +225,7 @@ class Trainer:
             last = {"step": self.step, "loss": loss.item(), "grad_norm": grad_norm,
                     "lr": self.scheduler.get_last_lr()[0]}
             if self.main:
-                _append_csv(log_path, last)
+                append_csv(log_path, last)
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.3f}")
             if self.step % cfg.save_every == 0 or self.step == cfg.steps:
@@ -334,7 +334,7 @@ class Trainer:
         return True
 
 
-def _append_csv(path: Path, row: dict) -> None:
+def append_csv(path: Path, row: dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))
