@@ -8,10 +8,13 @@ Arguments (B batch, H heads, T tokens, F head dim, K mini-batch size):
     ln_weight, ln_bias [H,F] the inner model's layer norm
     state        TTTState    initial state; the returned one continues the sequence exactly
 Returns (out [B,H,T,F] in xq's dtype, final TTTState). out_t = q_t + LN(f_t(q_t)).
-Backends: "chunked" (default) or "naive"; TTT_OMNI_BACKEND forces one.
+Backends: "naive", "chunked", "triton" (fused GPU kernels, forward only: with autograd it runs chunked). The
+default is the fastest correct one for the inputs' device: triton on CUDA when triton imports, else chunked.
+TTT_OMNI_BACKEND=naive|chunked|triton (or backend=...) forces one.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -22,24 +25,47 @@ from .naive import ttt_naive
 from .state import TTTState
 from .validate import check_inputs, check_state
 
-BACKENDS = {"naive": ttt_naive, "chunked": ttt_chunked}
-
-__all__ = ["TTTState", "ttt_linear", "ttt_mlp", "BACKENDS"]
 
 
-def _select(backend: str | None):
-    name = backend or os.environ.get("TTT_OMNI_BACKEND") or "chunked"
+@functools.cache
+def triton_import_error() -> str | None:
+    """None when the triton backend can be used, else why not. Imported on first use, so that TRITON_INTERPRET
+    set by a test before that still applies."""
+    try:
+        from . import triton_scan  # noqa: F401
+    except ImportError as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def ttt_triton(*args, **kwargs):
+    from .triton_scan import ttt_triton as fn
+    return fn(*args, **kwargs)
+
+
+BACKENDS = {"naive": ttt_naive, "chunked": ttt_chunked, "triton": ttt_triton}
+
+__all__ = ["TTTState", "ttt_linear", "ttt_mlp", "BACKENDS", "triton_import_error"]
+
+
+def _select(backend: str | None, device: torch.device):
+    name = backend or os.environ.get("TTT_OMNI_BACKEND")
+    if not name:
+        name = "triton" if device.type == "cuda" and triton_import_error() is None else "chunked"
     if name not in BACKENDS:
         raise ValueError(f"unknown TTT backend {name!r} (from {'argument' if backend else 'TTT_OMNI_BACKEND'}); "
                          f"expected one of {sorted(BACKENDS)}")
+    if name == "triton" and triton_import_error() is not None:
+        raise RuntimeError(f"TTT backend 'triton' was forced but triton cannot be imported ({triton_import_error()}); "
+                           "install triton (the `test` extra has it) or use TTT_OMNI_BACKEND=chunked")
     return name, BACKENDS[name]
 
 
 def _run(kind: str, xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend):
     B, H, _, F = check_inputs(xq, xk, xv, lr, token_scale, ln_weight, ln_bias)
     check_state(state, kind, B, H, F)
-    name, fn = _select(backend)
-    kwargs = {"checkpoint_every": checkpoint_every} if name == "chunked" else {}
+    name, fn = _select(backend, xq.device)
+    kwargs = {"checkpoint_every": checkpoint_every} if name != "naive" else {}
     with torch.autocast(device_type=xq.device.type, enabled=False):
         out, new_state = fn(xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, **kwargs)
     return out.to(xq.dtype), new_state
