@@ -19,8 +19,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-LN_EPS = 1e-6  # inner.LN_EPS
-GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+# Literals inside the kernels: inner.LN_EPS = 1e-6, GELU's sqrt(2 / pi) = 0.7978845608028654 (globals must be
+# tl.constexpr, which the interpreter does not multiply with tensors).
 
 
 @triton.jit
@@ -30,41 +30,31 @@ def _tanh(x):
 
 @triton.jit
 def _gelu(x):
-    return 0.5 * x * (1.0 + _tanh(GELU_C * (x + 0.044715 * x * x * x)))
+    return 0.5 * x * (1.0 + _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
 
 
 @triton.jit
 def _gelu_grad(x):
-    t = _tanh(GELU_C * (x + 0.044715 * x * x * x))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
+    t = _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x)
 
 
 @triton.jit
 def _ln(z, w, b, F: tl.constexpr, AXIS: tl.constexpr):
     """Layer norm along AXIS (1 for [n,F] rows, 0 for a [F] vector); w, b broadcast against z."""
-    mu = tl.sum(z, AXIS) / F
-    zc = z - (tl.expand_dims(mu, AXIS) if AXIS == 1 else mu)
-    var = tl.sum(zc * zc, AXIS) / F
-    rstd = 1.0 / tl.sqrt(var + LN_EPS)
-    return zc * (tl.expand_dims(rstd, AXIS) if AXIS == 1 else rstd) * w + b
+    zc = z - tl.sum(z, AXIS, keep_dims=True) / F
+    rstd = 1.0 / tl.sqrt(tl.sum(zc * zc, AXIS, keep_dims=True) / F + 1e-6)
+    return zc * rstd * w + b
 
 
 @triton.jit
 def _ln_l2_grad(z, target, w, b, F: tl.constexpr, AXIS: tl.constexpr):
     """d/dz of 1/2 ||LN(z) - target||^2 along AXIS (chunked.ln_l2_grad)."""
-    mu = tl.sum(z, AXIS) / F
-    zc = z - (tl.expand_dims(mu, AXIS) if AXIS == 1 else mu)
-    var = tl.sum(zc * zc, AXIS) / F
-    rstd = 1.0 / tl.sqrt(var + LN_EPS)
-    if AXIS == 1:
-        rstd = tl.expand_dims(rstd, 1)
+    zc = z - tl.sum(z, AXIS, keep_dims=True) / F
+    rstd = 1.0 / tl.sqrt(tl.sum(zc * zc, AXIS, keep_dims=True) / F + 1e-6)
     xh = zc * rstd
     gx = (w * xh + b - target) * w
-    s1 = tl.sum(gx, AXIS)
-    s2 = tl.sum(gx * xh, AXIS)
-    if AXIS == 1:
-        s1, s2 = tl.expand_dims(s1, 1), tl.expand_dims(s2, 1)
-    return (F * gx - s1 - xh * s2) * rstd / F
+    return (F * gx - tl.sum(gx, AXIS, keep_dims=True) - xh * tl.sum(gx * xh, AXIS, keep_dims=True)) * rstd / F
 
 
 @triton.jit

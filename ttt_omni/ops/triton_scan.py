@@ -80,7 +80,7 @@ def _scan(q, k, v, lr, ts, lnw, lnb, state: TTTState, out: Tensor) -> TTTState:
     else:
         F1 = params[0].shape[-1]
         kern.mlp_scan[(B * H,)](q, k, v, lr, ts, lnw, lnb, *params, out, *common, F=F, F1=F1, K=K,
-                                BF1=min(F1, 64), PREC=_precision(), num_warps=8)
+                                BF1=min(F1, 32), PREC=_precision(), num_warps=8, num_stages=1)
     return TTTState.from_parts(params, tuple(torch.zeros_like(p) for p in params), state.seen + T)
 
 
