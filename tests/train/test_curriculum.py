@@ -1,5 +1,6 @@
 """End to end on the tiny curriculum: stage 2 refuses the stage-1 checkpoint until the gate promotes it; --force
 starts anyway and is recorded; a human approval promotes a failing checkpoint."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,8 @@ def test_stage_refusal_gate_and_force(curriculum, tmp_path, capsys, conversation
     assert evalsuite(["gate", "--checkpoint", str(final), "--stage", "1", "--config", cfg, "--db", db,
                       "--reject", "--by", "Ada", "--reason", "listening test found loops"]) == 1
     assert ttt_omni(["train", cfg, "--stage", "2", "--from", str(final), "--db", db]) == 2
+    assert "'rejected'" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "s2")  # a fresh stage-2 run (an existing run directory is refused, never overwritten)
     assert ttt_omni(["train", cfg, "--stage", "2", "--from", str(final), "--db", db, "--force",
                      "--reason", "deadline"]) == 0
     forced = gate_db.latest(db, model_hash, 1)
