@@ -165,12 +165,16 @@ def ttt_layer(kind: str):
 
 
 def with_backend(name: str, fn):
+    """name: a backend, or "triton_tf32" (triton with plain tf32 dots instead of the default precision)."""
     def run():
-        os.environ["TTT_OMNI_BACKEND"] = name
+        os.environ["TTT_OMNI_BACKEND"] = name.split("_")[0]
+        if name == "triton_tf32":
+            os.environ["TTT_OMNI_TRITON_PRECISION"] = "tf32"
         try:
             return fn()
         finally:
             os.environ.pop("TTT_OMNI_BACKEND", None)
+            os.environ.pop("TTT_OMNI_TRITON_PRECISION", None)
     return run
 
 
@@ -181,7 +185,7 @@ def prefill_rows(lengths, naive_budget: float, progress) -> list[dict]:
         for kind in ("ttt_linear", "ttt_mlp"):
             args, state = op_inputs(kind, T)
             layer = ttt_layer(kind)
-            for backend in ("naive", "chunked", "triton"):
+            for backend in ("naive", "chunked", "triton", "triton_tf32"):
                 progress(f"prefill {kind} {backend} {T}")
                 row = {"impl": f"{kind}/{backend}", "tokens": T}
                 if backend == "naive" and naive_s_per_token.get(kind, 0) * T > naive_budget:
@@ -276,7 +280,8 @@ def model_rows(contexts, window: int, progress, decode_tokens: int = 32) -> list
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
                 t0 = time.perf_counter()
-                model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                for start in range(0, L, 8192):  # in chunks, as a long prompt would be fed
+                    model(ids[:, start:start + 8192], past_key_values=cache, use_cache=True, logits_to_keep=1)
                 torch.cuda.synchronize()
                 prefill_s = time.perf_counter() - t0
                 token = ids[:, -1:]
@@ -395,16 +400,23 @@ def main(argv=None) -> int:
         progress = lambda what: bar.update(task, description=what)  # noqa: E731
         res["gemm_tflops"] = gemm_tflops()
         res["floor"] = floors(lengths, res["gemm_tflops"])
-        res["prefill"] = [] if "prefill" in skip else prefill_rows(lengths, a.naive_budget, progress)
-        res["decode"] = [] if "decode" in skip else decode_rows(contexts, progress)
-        res["model"] = [] if "model" in skip else model_rows(
-            [int(n) for n in a.model_contexts.split(",")], a.window, progress)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    table = markdown(res)
-    Path(a.table).write_text(table)
-    print(table)
+        res["prefill"] = res["decode"] = res["model"] = []
+        sections = (("prefill", lambda: prefill_rows(lengths, a.naive_budget, progress)),
+                    ("decode", lambda: decode_rows(contexts, progress)),
+                    ("model", lambda: model_rows([int(n) for n in a.model_contexts.split(",")], a.window, progress)))
+        for name, run in sections:
+            if name not in skip:
+                res[name] = run()
+                write(res, a.out, a.table)  # after each section: a cut-off run keeps what it measured
+    print(markdown(res))
     return 0
+
+
+def write(res: dict, out: str, table: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=2))
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    Path(table).write_text(markdown(res))
 
 
 def quick() -> list[dict]:

@@ -76,7 +76,7 @@ def _scan(q, k, v, lr, ts, lnw, lnb, state: TTTState, out: Tensor) -> TTTState:
     common = (T // K, H, *q.stride()[:3], *out.stride()[:3], *lr.stride())
     if state.kind == "linear":
         kern.linear_scan[(B * H,)](q, k, v, lr, ts, lnw, lnb, *params, out, *common, F=F, K=K,
-                                   PREC=_precision(), num_warps=8)
+                                   PREC=_precision(), num_warps=8, num_stages=1)
     else:
         F1 = params[0].shape[-1]
         kern.mlp_scan[(B * H,)](q, k, v, lr, ts, lnw, lnb, *params, out, *common, F=F, F1=F1, K=K,
