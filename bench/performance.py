@@ -192,7 +192,7 @@ def prefill_rows(lengths, naive_budget: float, progress) -> list[dict]:
                     row["skipped"] = f"projected {naive_s_per_token[kind] * T:.0f} s > budget {naive_budget:.0f} s"
                     rows.append(row)
                     continue
-                with torch.inference_mode():
+                with torch.no_grad():  # not inference_mode: naive takes its inner gradients with autograd
                     core = with_backend(backend, lambda: SCANS[kind](*args, state))
                     row["core_ms"], row["core_peak_mb"] = time_ms(core, repeats=1 if backend == "naive" else 5)
                     if backend == "naive":
