@@ -387,8 +387,9 @@ def main(argv=None) -> int:
     if a.check:
         res["check"] = check()
         res["quick"] = quick()
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=2))
+        out = Path(a.out).with_name("performance-check.json")  # never over the full run's JSON
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
         return 0
     from ttt_omni.ops.triton_scan import _precision
     lengths = [int(n) for n in a.lengths.split(",")]
