@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ttt_omni.layers import TTTBase
+from ttt_omni.layers.ttt import restart
 
 
 class MonitorAlarm(RuntimeError):
@@ -51,9 +52,13 @@ class TTTMonitor:
         def hook(layer, args, kwargs, output):
             hidden = args[0] if args else kwargs["hidden_states"]
             state_in = args[1] if len(args) > 1 else kwargs.get("state")
-            self._rows.append(self._stats(step, name, layer, hidden.detach(),
-                                          state_in if state_in is not None else layer.init_state(hidden.shape[0]),
-                                          output[1]))
+            fresh = layer.init_state(hidden.shape[0])
+            rows = kwargs.get("restart_rows")
+            if state_in is None:
+                state_in = fresh
+            elif rows is not None:  # the layer started these rows' conversations afresh: so does "before"
+                state_in = restart(state_in, fresh, rows, layer.mini_batch_size)
+            self._rows.append(self._stats(step, name, layer, hidden.detach(), state_in, output[1]))
         return hook
 
     @torch.no_grad()
