@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from ttt_omni.hf_compat import cache_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,11 +75,11 @@ def measure(preset: str, kind: str, context: int, window: int, chunk: int, decod
     cache = model.make_cache()
     with torch.inference_mode():
         for start in range(0, context, chunk):
-            model(ids[:, start:start + chunk], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(ids[:, start:start + chunk], **cache_kwargs(cache), logits_to_keep=1)
         cache_bytes = cache.nbytes()
         token = ids[:, -1:]
         for _ in range(WARMUP_STEPS):
-            token = model(token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+            token = model(token, **cache_kwargs(cache)).logits[:, -1:].argmax(-1)
         _sync(device)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -86,7 +87,7 @@ def measure(preset: str, kind: str, context: int, window: int, chunk: int, decod
             _cpu_peak_reset()
         t0 = time.perf_counter()
         for _ in range(decode_tokens):
-            token = model(token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+            token = model(token, **cache_kwargs(cache)).logits[:, -1:].argmax(-1)
         _sync(device)
         seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else _cpu_peak_bytes()

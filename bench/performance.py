@@ -36,6 +36,7 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.ops import TTTState, ttt_linear, ttt_mlp  # noqa: E402
 from ttt_omni.ops.chunked import ttt_chunked  # noqa: E402
 
@@ -281,16 +282,16 @@ def model_rows(contexts, window: int, progress, decode_tokens: int = 32) -> list
                 torch.cuda.reset_peak_memory_stats()
                 t0 = time.perf_counter()
                 for start in range(0, L, 8192):  # in chunks, as a long prompt would be fed
-                    model(ids[:, start:start + 8192], past_key_values=cache, use_cache=True, logits_to_keep=1)
+                    model(ids[:, start:start + 8192], **cache_kwargs(cache), logits_to_keep=1)
                 torch.cuda.synchronize()
                 prefill_s = time.perf_counter() - t0
                 token = ids[:, -1:]
                 for _ in range(2):
-                    token = model(token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+                    token = model(token, **cache_kwargs(cache)).logits[:, -1:].argmax(-1)
                 torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 for _ in range(decode_tokens):
-                    token = model(token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+                    token = model(token, **cache_kwargs(cache)).logits[:, -1:].argmax(-1)
                 torch.cuda.synchronize()
                 decode_s = time.perf_counter() - t0
                 rows.append({"model": kind, "context": L, "prefill_tok_s": L / prefill_s,

@@ -1,7 +1,7 @@
 """One cache object for the TTT hybrid: KV for the attention layers, the fp32 TTT state for the TTT layers.
 
-`TTTHybridCache` is a transformers `Cache`, so `generate()` (greedy, sampling, beam search) and manual
-`past_key_values` loops use it like a `DynamicCache`. Attention layers keep transformers' own cache layers:
+`TTTHybridCache` is a transformers `Cache`, so `generate()` (greedy, sampling, beam search) and manual cache
+loops use it like a `DynamicCache`. Attention layers keep transformers' own cache layers:
 `DynamicLayer` (full attention, grows with the sequence) or `DynamicSlidingWindowLayer` (bounded-memory mode: it
 holds at most `attention_window - 1` past tokens). TTT layers hold a `TTTState`, whose size never depends on the
 sequence length.

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ttt_omni.cache import TTTHybridCache
+from ttt_omni.hf_compat import cache_kwargs
 
 FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
@@ -98,7 +99,7 @@ class ConversationStore:
         turn = self._as_list(input_ids)
         feed = conv.pending + turn
         ids = torch.tensor([feed], dtype=torch.long, device=self.model.device)
-        logits = self.model(input_ids=ids, past_key_values=conv.cache, use_cache=True).logits
+        logits = self.model(input_ids=ids, **cache_kwargs(conv.cache)).logits
         conv.token_ids.extend(turn)
         return logits[0, len(feed) - len(turn):]
 
@@ -111,7 +112,7 @@ class ConversationStore:
         if not conv.token_ids:
             raise ValueError(f"conversation {conversation_id!r} is empty: give input_ids to start it")
         ids = torch.tensor([conv.token_ids], dtype=torch.long, device=self.model.device)
-        out = self.model.generate(ids, past_key_values=conv.cache, attention_mask=torch.ones_like(ids),
+        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **cache_kwargs(conv.cache),
                                   **generate_kwargs)
         new = out[0, ids.shape[1]:].tolist()
         conv.token_ids.extend(new)

@@ -2,7 +2,7 @@
 
 `token_nll` scores every token of a document given all tokens before it that the model can use:
   * streaming (TTT models, or any document within the context limit): chunks of `chunk_size` tokens carry
-    `past_key_values`, so the result equals one pass over the document (`chunk_size=None`);
+    the model's cache, so the result equals one pass over the document (`chunk_size=None`);
   * rolling (a context-limited model on a longer document): windows of `context_limit` tokens moved by `stride`;
     each window scores only tokens not scored before, as in the Hugging Face perplexity guide.
 Position of a loss = index of the predicted token (the first token has no loss). Position bins for lengths
@@ -15,6 +15,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ttt_omni.hf_compat import cache_kwargs, output_cache
 
 from .stats import bootstrap_indices, percentile_ci
 
@@ -41,8 +43,8 @@ def token_scores(model, ids: torch.Tensor, *, chunk_size: int | None = 2048, con
     cache = None
     for s in range(0, n - 1, step):
         e = min(s + step, n - 1)
-        res = model(ids[None, s:e], past_key_values=cache, use_cache=True)
-        cache = res.past_key_values
+        res = model(ids[None, s:e], **cache_kwargs(cache))
+        cache = output_cache(res)
         nll[s:e], greedy[s:e] = _score(res.logits[0], ids[s + 1:e + 1])
     return nll, greedy
 

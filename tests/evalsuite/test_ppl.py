@@ -11,6 +11,7 @@ from evalsuite.models import LoadedModel, load_model
 from evalsuite.registry import Registry
 from evalsuite.runner import run_task
 from evalsuite.store import Store
+from ttt_omni.hf_compat import CACHE_ARG
 
 
 class UniformLM(torch.nn.Module):
@@ -21,8 +22,8 @@ class UniformLM(torch.nn.Module):
         self.vocab_size = vocab_size
         self.anchor = torch.nn.Parameter(torch.zeros(()))
 
-    def forward(self, input_ids, past_key_values=None, use_cache=None):
-        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab_size), past_key_values=None)
+    def forward(self, input_ids, use_cache=None, **cache):
+        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab_size), **{CACHE_ARG: None})
 
 
 def test_uniform_model_has_perplexity_equal_to_vocab_size(tmp_path, micro_llama_dir, small_corpus):

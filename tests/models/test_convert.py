@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from ttt_omni.hf_compat import output_cache
 from ttt_omni.cli import main as cli_main
 from ttt_omni.convert import REPORT_NAME, convert_checkpoint
 from ttt_omni.models import TTTLlamaForCausalLM
@@ -74,7 +75,7 @@ def test_converted_bf16_model_holds_fp32_ttt_state(tmp_path):
     with torch.no_grad():
         out = model(torch.tensor([[5, 6, 7, 8, 9, 10]]), use_cache=True)
     for i in (1, 3):
-        state = out.past_key_values.get_ttt_state(i)
+        state = output_cache(out).get_ttt_state(i)
         assert state.seen == 6 and {t.dtype for t in state.tensors().values()} == {torch.float32}
     assert model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False).shape == (1, 7)
 

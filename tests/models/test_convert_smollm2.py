@@ -7,6 +7,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from ttt_omni.hf_compat import output_cache
 from ttt_omni.convert import convert_checkpoint
 from ttt_omni.models import TTTLlamaForCausalLM
 
@@ -53,5 +54,5 @@ def test_convert_smollm2_keeps_other_layers_bit_identical(smollm2_dir, tmp_path)
     assert not torch.equal(hybrid_h[-1], plain_h[-1])
     out_ids = model.generate(prompt, max_new_tokens=8, do_sample=False, return_dict_in_generate=True)
     assert out_ids.sequences.shape == (1, 14)
-    state = out_ids.past_key_values.get_ttt_state(29)
+    state = output_cache(out_ids).get_ttt_state(29)
     assert state.W1.dtype == torch.float32 and state.seen == 13

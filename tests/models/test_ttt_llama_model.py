@@ -4,6 +4,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from ttt_omni.hf_compat import cache_kwargs, output_cache
 from ttt_omni.cache import TTTHybridCache
 from ttt_omni.models import TTTLlamaConfig, TTTLlamaForCausalLM
 from ttt_omni.models.presets import llama31_8b_config, tiny_config
@@ -34,8 +35,8 @@ def test_prefill_then_decode_equals_one_forward(make_tiny_model, ttt_type, windo
     with torch.no_grad():
         full = model(x).logits
         cache = model.make_cache()
-        steps = [model(x[:, :prefill], past_key_values=cache, use_cache=True).logits]
-        steps += [model(x[:, t:t + 1], past_key_values=cache, use_cache=True).logits for t in range(prefill, 60)]
+        steps = [model(x[:, :prefill], **cache_kwargs(cache)).logits]
+        steps += [model(x[:, t:t + 1], **cache_kwargs(cache)).logits for t in range(prefill, 60)]
     assert cache.get_seq_length() == 60
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-5)
 
@@ -44,13 +45,13 @@ def test_generate_greedy_equals_manual_loop(make_tiny_model):
     model = make_tiny_model()
     prompt = _ids(21)
     out = model.generate(prompt, max_new_tokens=20, do_sample=False, return_dict_in_generate=True)
-    assert isinstance(out.past_key_values, TTTHybridCache)
+    assert isinstance(output_cache(out), TTTHybridCache)
     ids, cache = prompt, model.make_cache()
     with torch.no_grad():
-        logits = model(ids, past_key_values=cache, use_cache=True).logits
+        logits = model(ids, **cache_kwargs(cache)).logits
         for _ in range(20):
             ids = torch.cat([ids, logits[:, -1:].argmax(-1)], 1)
-            logits = model(ids[:, -1:], past_key_values=cache, use_cache=True).logits
+            logits = model(ids[:, -1:], **cache_kwargs(cache)).logits
     assert torch.equal(out.sequences, ids)
 
 
@@ -87,7 +88,7 @@ def test_bf16_model_keeps_fp32_ttt_weights_and_state(make_tiny_model, tmp_path):
     assert isinstance(loaded, TTTLlamaForCausalLM) and loaded.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for n, p in loaded.named_parameters() if ".inner." in n)
     with torch.no_grad():
-        cache = loaded(_ids(30), use_cache=True).past_key_values
+        cache = output_cache(loaded(_ids(30), use_cache=True))
     for i in loaded.config.ttt_layers:
         assert {t.dtype for t in cache.get_ttt_state(i).tensors().values()} == {torch.float32}
 
@@ -109,15 +110,15 @@ def test_bounded_memory_cache_is_flat_in_sequence_length(make_tiny_model):
     cache, sizes = model.make_cache(), {}
     with torch.inference_mode():
         for start in range(0, 8192, 1024):
-            model(x[:, start:start + 1024], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(x[:, start:start + 1024], **cache_kwargs(cache), logits_to_keep=1)
             sizes[start + 1024] = cache.nbytes()
-            model(x[:, :1], past_key_values=cache, use_cache=True)  # one decode step
+            model(x[:, :1], **cache_kwargs(cache))  # one decode step
     assert sizes[1024] == sizes[8192]
     assert sizes[8192]["kv"] > 0 and sizes[8192]["ttt"] > 0
     full = make_tiny_model(mini_batch_size=64)
     full_cache = full.make_cache()
     with torch.inference_mode():
-        full(x[:, :2048], past_key_values=full_cache, use_cache=True, logits_to_keep=1)
+        full(x[:, :2048], **cache_kwargs(full_cache), logits_to_keep=1)
     assert full_cache.nbytes()["kv"] > sizes[8192]["kv"]  # full attention grows
 
 
@@ -165,4 +166,4 @@ def test_foreign_cache_is_a_clear_error(make_tiny_model):
     from transformers import DynamicCache
     model = make_tiny_model()
     with pytest.raises(TypeError, match="TTTHybridCache"):
-        model(_ids(5), past_key_values=DynamicCache(), use_cache=True)
+        model(_ids(5), **cache_kwargs(DynamicCache()))

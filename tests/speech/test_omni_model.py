@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
+from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.cli import main
 from ttt_omni.conversation import ConversationStore
 from ttt_omni.models import OmniSpeechTTT
@@ -82,11 +83,11 @@ def test_streamed_units_equal_offline_units(converted):
     tokens = [t for c in chunks for t in c.tokens]
     cache = model.llm.make_cache()
     with torch.no_grad():
-        model.llm.model(inputs_embeds=embeds[:, :3 + 10], past_key_values=cache, use_cache=True)
-        prefix_last = model.llm.model(inputs_embeds=embeds[:, 13:], past_key_values=cache,
-                                      use_cache=True).last_hidden_state[0, -1:]
-        rest = model.llm.model(input_ids=torch.tensor([tokens[:-1]]), past_key_values=cache,
-                               use_cache=True).last_hidden_state[0]
+        model.llm.model(inputs_embeds=embeds[:, :3 + 10], **cache_kwargs(cache))
+        prefix_last = model.llm.model(inputs_embeds=embeds[:, 13:], **cache_kwargs(cache),
+                                      ).last_hidden_state[0, -1:]
+        rest = model.llm.model(input_ids=torch.tensor([tokens[:-1]]), **cache_kwargs(cache),
+                               ).last_hidden_state[0]
         states = torch.cat([prefix_last, rest])
         assert model.llm.lm_head(states).argmax(-1).tolist() == tokens
     assert [u for c in chunks for u in c.units] == model.speech_generator.predict(states)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.cache_utils import Cache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.llama.modeling_llama import (
@@ -25,6 +24,7 @@ from transformers.models.llama.modeling_llama import (
 from transformers.utils.output_capturing import capture_outputs
 
 from ttt_omni.cache import TTTHybridCache
+from ttt_omni.hf_compat import CACHE_ARG, take_cache
 from ttt_omni.layers import TTTInnerParams, TTTLinear, TTTMLP
 
 from .configuration_ttt_llama import TTTLlamaConfig
@@ -52,16 +52,17 @@ class TTTAttention(nn.Module):
         self.layer_idx = layer_idx
         self.ttt = build_ttt_layer(config)
 
-    def forward(self, hidden_states: torch.Tensor, past_key_values: Cache | None = None, **kwargs):
+    def forward(self, hidden_states: torch.Tensor, **kwargs):
         # attention_mask / position_embeddings are not needed: the TTT layer is causal by construction and its RoPE
         # positions come from the state (they restart every mini-batch).
+        cache = take_cache(kwargs, "TTTAttention")
         state = restart = None
-        if past_key_values is not None:
-            state = past_key_values.get_ttt_state(self.layer_idx)
-            restart = past_key_values.pop_ttt_restart(self.layer_idx)
+        if cache is not None:
+            state = cache.get_ttt_state(self.layer_idx)
+            restart = cache.pop_ttt_restart(self.layer_idx)
         out, new_state = self.ttt(hidden_states, state, restart_rows=restart)
-        if past_key_values is not None:
-            past_key_values.update_ttt_state(new_state, self.layer_idx)
+        if cache is not None:
+            cache.update_ttt_state(new_state, self.layer_idx)
         return out, None
 
 
@@ -129,27 +130,28 @@ class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        """The cache comes as `cache=` or `past_key_values=` (transformers renamed it in 5.24); either works."""
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        cache = take_cache(kwargs, "TTTLlamaModel.forward")
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        if use_cache and past_key_values is None:
-            past_key_values = TTTHybridCache(self.config)
-        if past_key_values is not None and not isinstance(past_key_values, TTTHybridCache):
+        if use_cache and cache is None:
+            cache = TTTHybridCache(self.config)
+        if cache is not None and not isinstance(cache, TTTHybridCache):
             raise TypeError(
-                f"past_key_values is a {type(past_key_values).__name__}; a TTT-Llama model needs a TTTHybridCache "
+                f"the cache is a {type(cache).__name__}; a TTT-Llama model needs a TTTHybridCache "
                 "(pass None and one is created, or use model.make_cache())")
         if self.config.ttt_layers:
-            _check_padding(attention_mask, caching=past_key_values is not None)
+            _check_padding(attention_mask, caching=cache is not None)
 
         if position_ids is None:
-            past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_seen = cache.get_seq_length() if cache is not None else 0
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen).unsqueeze(0)
 
         window = self.config.attention_window
@@ -158,8 +160,8 @@ class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             position_ids=position_ids,
+            **{CACHE_ARG: cache},
         )
         if window is not None:
             kwargs["sliding_window"] = window  # read by the flash-attention kernels; sdpa/eager use the mask
@@ -172,12 +174,12 @@ class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
                 attention_mask=causal_mask,
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
                 use_cache=use_cache,
+                **{CACHE_ARG: cache},
                 **kwargs,
             )
         hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_ARG: cache})
 
 
 class TTTLlamaForCausalLM(TTTLlamaPreTrainedModel, LlamaForCausalLM):
@@ -191,16 +193,16 @@ class TTTLlamaForCausalLM(TTTLlamaPreTrainedModel, LlamaForCausalLM):
         self.post_init()
 
     def make_cache(self) -> TTTHybridCache:
-        """An empty cache for manual `past_key_values` loops."""
+        """An empty cache for manual loops: pass it as `cache=` (transformers >= 5.24) or `past_key_values=`."""
         return TTTHybridCache(self.config)
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
-        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
+        if model_kwargs.get(CACHE_ARG) is None and generation_config.use_cache is not False:
             if generation_config.cache_implementation not in (None, "dynamic"):
                 raise ValueError(
                     f"cache_implementation={generation_config.cache_implementation!r} is not supported by TTT-Llama; "
                     "its cache is a TTTHybridCache (leave cache_implementation unset)")
-            model_kwargs["past_key_values"] = self.make_cache()
+            model_kwargs[CACHE_ARG] = self.make_cache()
             return None
         return super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.speech.encoder import SpeechEncoder, config_from_dims, whisper_dims
 from ttt_omni.speech.generator import IGNORE_INDEX, SpeechGeneratorCTC
 from ttt_omni.speech.projector import SpeechProjector
@@ -168,7 +169,7 @@ class OmniSpeechTTT(nn.Module):
 
     # ------------------------------------------------------------ generation
     def _hidden(self, cache, inputs_embeds=None, input_ids=None) -> torch.Tensor:
-        out = self.llm.model(input_ids=input_ids, inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True)
+        out = self.llm.model(input_ids=input_ids, inputs_embeds=inputs_embeds, **cache_kwargs(cache))
         return out.last_hidden_state[:, -1]
 
     @staticmethod
@@ -215,7 +216,7 @@ class OmniSpeechTTT(nn.Module):
             last = self._hidden(cache, input_ids=torch.tensor([[token]], device=self.device))
 
     # ------------------------------------------------------------ training
-    def loss(self, seq: SpeechSequence, past_key_values=None) -> dict[str, torch.Tensor]:
+    def loss(self, seq: SpeechSequence, cache=None) -> dict[str, torch.Tensor]:
         """LM loss on the labelled text positions + ctc_loss_weight x CTC loss of the speech replies' units."""
         if seq.labels is None or len(seq.labels) != len(seq.input_ids):
             raise ValueError("a training sequence needs one label per input id")
@@ -224,7 +225,7 @@ class OmniSpeechTTT(nn.Module):
         labels, reply = _expand(seq.input_ids, [s.shape[0] for s in speech], (seq.labels, IGNORE_INDEX),
                                 (seq.reply or [-1] * len(seq.input_ids), -1))
         labels = torch.tensor(labels, device=self.device)
-        kwargs = {"past_key_values": past_key_values, "use_cache": True} if past_key_values is not None else {}
+        kwargs = cache_kwargs(cache) if cache is not None else {}
         hidden = self.llm.model(inputs_embeds=embeds, **kwargs).last_hidden_state[0]
         logits = self.llm.lm_head(hidden).float()
         lm = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX) if (labels != IGNORE_INDEX).any() \

@@ -21,6 +21,8 @@ from torch import nn
 from transformers import DynamicCache, LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
+from ttt_omni.hf_compat import CACHE_ARG
+
 IGNORE_INDEX = -100
 
 
@@ -105,8 +107,8 @@ class SpeechGeneratorCTC(nn.Module):
         position_embeddings = self.rotary_emb(h, position_ids=positions)
         mask = _causal_mask(h.shape[1], past, h.dtype, h.device)
         for layer in self.layers:
-            out = layer(h, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                        use_cache=cache is not None, position_embeddings=position_embeddings)
+            out = layer(h, attention_mask=mask, position_ids=positions, position_embeddings=position_embeddings,
+                        **{CACHE_ARG: cache, "use_cache": cache is not None})
             h = out[0] if isinstance(out, tuple) else out
         return self.output_proj(h)
 

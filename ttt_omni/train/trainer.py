@@ -26,6 +26,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
 from ttt_omni.ops import TTTState
 from ttt_omni.ops.validate import NonFiniteStateError
@@ -177,7 +178,7 @@ class Trainer:
                 for i, state in self.carried.items():
                     cache.update_ttt_state(state, i)
                 cache.restart_ttt_rows(restart.to(device))
-            kwargs = {"past_key_values": cache, "use_cache": True}
+            kwargs = cache_kwargs(cache)
         with self.accelerator.autocast():
             logits = self.model(input_ids=input_ids, **kwargs).logits
         if self.ttt:
