@@ -107,10 +107,13 @@ class TTTBase(nn.Module):
         self.rope_theta = rope_theta
 
     def init_state(self, batch_size: int, params: dict[str, Tensor] | None = None) -> TTTState:
-        """A fresh state from the learnable initial weights (differentiable w.r.t. them)."""
+        """A fresh state from the learnable initial weights (differentiable w.r.t. them when grad is enabled; under
+        no_grad a detached copy, not a view of the parameters that claims requires_grad)."""
         p = params if params is not None else self.inner()
         names = ("W1", "b1") if self.kind == "linear" else ("W1", "b1", "W2", "b2")
-        return TTTState.fresh(*(p[n].unsqueeze(0).expand(batch_size, -1, -1, -1) for n in names))
+        grad = torch.is_grad_enabled()
+        return TTTState.fresh(*((p[n] if grad else p[n].detach()).unsqueeze(0).expand(batch_size, -1, -1, -1)
+                                for n in names))
 
     def _rope(self, x: Tensor, positions: Tensor) -> Tensor:
         # Computed in (at least) float32 on the fly: a buffer would be cast with the module to bf16.

@@ -20,9 +20,11 @@ from .state import TTTState
 
 def _token_grads(params: tuple[Tensor, ...], k: Tensor, v: Tensor, ln_weight: Tensor, ln_bias: Tensor,
                  create_graph: bool) -> tuple[Tensor, ...]:
-    """Gradient of one token's reconstruction loss w.r.t. every inner parameter, per (batch, head)."""
+    """Gradient of one token's reconstruction loss w.r.t. every inner parameter, per (batch, head). Without
+    `create_graph` nothing outside needs the graph, so the weights become fresh leaves (a view of a parameter made
+    under no_grad claims requires_grad but is no leaf autograd can differentiate)."""
     with torch.enable_grad():
-        leaves = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in params)
+        leaves = tuple(p if create_graph and p.requires_grad else p.detach().requires_grad_() for p in params)
         pred = head_layer_norm(inner_forward(leaves, k), ln_weight, ln_bias)
         loss = 0.5 * ((pred - (v - k)) ** 2).sum()  # summing over (batch, head) keeps their gradients apart
         return torch.autograd.grad(loss, leaves, create_graph=create_graph)
@@ -31,6 +33,11 @@ def _token_grads(params: tuple[Tensor, ...], k: Tensor, v: Tensor, ln_weight: Te
 def ttt_naive(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor, ln_weight: Tensor,
               ln_bias: Tensor, state: TTTState) -> tuple[Tensor, TTTState]:
     """Outputs [B,H,T,F] (in xq's dtype) and the final state. Computes in the state's dtype."""
+    if torch.is_inference_mode_enabled():
+        # autograd (the definition's inner gradient) cannot record inference tensors: run on ordinary copies.
+        with torch.inference_mode(False):
+            plain = [t.clone() for t in (xq, xk, xv, lr, token_scale, ln_weight, ln_bias)]
+            return ttt_naive(*plain, state.clone())
     dtype = state.W1.dtype
     xq, xk, xv, lr, token_scale, ln_weight, ln_bias = (
         t.to(dtype) for t in (xq, xk, xv, lr, token_scale, ln_weight, ln_bias))
