@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 import torch
-from ttt_omni.hf_compat import cache_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from ttt_omni.hf_compat import cache_kwargs  # noqa: E402
 
 MODELS = ("full", "hybrid", "bounded")
 WARMUP_STEPS = 2  # untimed decode steps first (lazy init, allocator warm-up)

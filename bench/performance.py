@@ -36,7 +36,7 @@ from torch.nn.functional import scaled_dot_product_attention as sdpa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ttt_omni.hf_compat import cache_kwargs
+from ttt_omni.hf_compat import cache_kwargs  # noqa: E402
 from ttt_omni.ops import TTTState, ttt_linear, ttt_mlp  # noqa: E402
 from ttt_omni.ops.chunked import ttt_chunked  # noqa: E402
 

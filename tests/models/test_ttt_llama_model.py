@@ -4,8 +4,8 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from ttt_omni.hf_compat import cache_kwargs, output_cache
 from ttt_omni.cache import TTTHybridCache
+from ttt_omni.hf_compat import cache_kwargs, output_cache
 from ttt_omni.models import TTTLlamaConfig, TTTLlamaForCausalLM
 from ttt_omni.models.presets import llama31_8b_config, tiny_config
 
@@ -53,6 +53,16 @@ def test_generate_greedy_equals_manual_loop(make_tiny_model):
             ids = torch.cat([ids, logits[:, -1:].argmax(-1)], 1)
             logits = model(ids[:, -1:], **cache_kwargs(cache)).logits
     assert torch.equal(out.sequences, ids)
+
+
+@pytest.mark.parametrize("backend", ["naive", "chunked"])
+def test_generate_with_each_backend_equals_manual_loop(make_tiny_model, backend, monkeypatch):
+    """generate() runs under no_grad from a fresh state: every backend must work there (naive once raised)."""
+    model = make_tiny_model()
+    prompt = _ids(9)
+    reference = model.generate(prompt, max_new_tokens=5, do_sample=False)
+    monkeypatch.setenv("TTT_OMNI_BACKEND", backend)
+    assert torch.equal(model.generate(prompt, max_new_tokens=5, do_sample=False), reference)
 
 
 @pytest.mark.parametrize("window", [None, 8])

@@ -10,9 +10,9 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
-from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.cli import main
 from ttt_omni.conversation import ConversationStore
+from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.models import OmniSpeechTTT
 from ttt_omni.models.omni import SPEECH_TOKEN_INDEX
 from ttt_omni.speech.audio import load_wav
