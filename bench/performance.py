@@ -392,11 +392,11 @@ def main(argv=None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))
         return 0
-    from ttt_omni.ops.triton_scan import _precision
+    from ttt_omni.ops import triton_precision
     lengths = [int(n) for n in a.lengths.split(",")]
     contexts = [int(n) for n in a.contexts.split(",")]
     skip = set(a.skip.split(","))
-    res.update(precision=_precision(), lengths=lengths, contexts=contexts, window=a.window)
+    res.update(precision=triton_precision(), lengths=lengths, contexts=contexts, window=a.window)
     with Progress() as bar:
         task = bar.add_task("bench", total=None)
         progress = lambda what: bar.update(task, description=what)  # noqa: E731

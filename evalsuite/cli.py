@@ -90,6 +90,9 @@ def cmd_run(args) -> int:
                       device=args.device, seed=args.seed, corpus=args.corpus, lengths=lengths, rank=args.rank,
                       world_size=args.world_size, resume=not args.new, progress=not args.no_progress)
     console = _console()
+    for old, diff in result.not_resumed.items():
+        console.print(f"run {old} of the same task, model and config is unfinished but was not resumed: it ran "
+                      f"under another environment ({diff}); this is run {result.run_id}")
     if result.status != "finished":
         console.print(f"shard done: {result.units_run} units run here; run {result.run_id} is finished by the last "
                       f"shard. Then: evalsuite show {result.run_id}" + _db_flag(args.db))
@@ -98,6 +101,8 @@ def cmd_run(args) -> int:
         console.print(f"resumed run {result.run_id}: {result.units_skipped} finished units kept, "
                       f"{result.units_run} run now")
     _print_run(console, store, result.run_id)
+    for note in result.notes:
+        console.print(f"note: {note}")
     console.print(f"\nResults: run {result.run_id} in {store.url}\n"
                   f"  evalsuite show {result.run_id}{_db_flag(args.db)}        this table and the run manifest\n"
                   f"  evalsuite export --format csv --run {result.run_id}{_db_flag(args.db)}   "
@@ -167,6 +172,9 @@ def cmd_show(args) -> int:
                 "host", "status", "started_at", "finished_at", "n_units", "error", "config"):
         if run.get(key) is not None:
             console.print(f"[bold]{key}[/bold]: {run[key]}")
+    env = run["environment"] or {}
+    console.print("[bold]environment[/bold]: " + (", ".join(f"{k} {'-' if v is None else v}" for k, v in env.items())
+                                                   or "not recorded (run stored by an older evalsuite)"))
     console.print(f"units done: {len(store.done_units(args.run_id))}/{run['n_units']}")
     _print_run(console, store, args.run_id)
     return 0

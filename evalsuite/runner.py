@@ -11,7 +11,7 @@ import dataclasses
 import os
 import random
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .corpus import user_corpus
+from .environment import describe, differences, environment
 from .errors import CorpusError, EvalsuiteError
 from .models import REPO_ROOT, LoadedModel, load_model
 from .registry import KINDS, Registry, TaskSpec, validate_spec
@@ -35,6 +36,8 @@ class RunResult:
     units_total: int
     units_run: int  # by this process
     units_skipped: int  # already in the store (resumed)
+    not_resumed: dict[int, str] = field(default_factory=dict)  # unfinished runs left alone: id -> what differs
+    notes: list[str] = field(default_factory=list)  # the task's notes on this run (TaskKind.notes)
 
 
 def code_version() -> str:
@@ -86,9 +89,13 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     units = kind.units()
     if not units:
         raise CorpusError(f"task {spec.name}: no units of work (empty corpus or --limit 0)")
-    run_id = store.start_run(task=spec.name, task_version=spec.version, task_kind=spec.kind, model_id=loaded.model_id,
-                             model_hash=loaded.model_hash, model_spec=loaded.spec, config=kind.config(), seed=seed,
-                             n_units=len(units), code_version=code_version(), resume=resume)
+    config, env = kind.config(), environment(loaded.model)
+    identity = dict(task=spec.name, task_version=spec.version, model_hash=loaded.model_hash, config=config, seed=seed)
+    run_id = store.start_run(**identity, task_kind=spec.kind, model_id=loaded.model_id, model_spec=loaded.spec,
+                             n_units=len(units), code_version=code_version(), environment=env, resume=resume)
+    # An interrupted run under other code, libraries or device is not continued: its documents were scored differently.
+    not_resumed = {r["id"]: describe(differences({"then": r["environment"], "now": env}))
+                   for r in store.unfinished_runs(**identity) if r["id"] != run_id} if resume else {}
     done = store.done_units(run_id)
     mine = [u for i, u in enumerate(units) if i % world_size == rank and u.key not in done]
     skipped = sum(1 for i, u in enumerate(units) if i % world_size == rank and u.key in done)
@@ -101,4 +108,4 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     except BaseException as e:  # noqa: BLE001  (recorded, then re-raised; finished units stay for the resume)
         store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
         raise
-    return RunResult(run_id, store.run(run_id)["status"], len(units), len(mine), skipped)
+    return RunResult(run_id, store.run(run_id)["status"], len(units), len(mine), skipped, not_resumed, kind.notes())

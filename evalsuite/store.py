@@ -2,15 +2,17 @@
 
 Tables
   runs     one evaluation of one task on one model: task, task_version, task_kind, model_id, model_hash, model_spec,
-           config (JSON), config_hash, code_version, seed, host, n_units, status (running | finalizing | finished |
-           failed), error, started_at, finished_at. `resume_key` (unique while the run is unfinished, NULL after)
-           lets an interrupted or sharded run be picked up by the next process with the same identity.
+           config (JSON), config_hash, code_version, environment (JSON: libraries, device, numerics, code hash; see
+           evalsuite.environment), seed, host, n_units, status (running | finalizing | finished | failed), error,
+           started_at, finished_at. `resume_key` (unique while the run is unfinished, NULL after) lets an
+           interrupted or sharded run be picked up by the next process with the same identity, environment included.
   units    the finished units of work of a run (e.g. one document): run_id, key, shard, host, finished_at.
   samples  per-unit measurements: run_id, unit, name, bin, value, n, data (JSON).
   metrics  the results: run_id, task, task_version, model_id, model_hash, name, bin (e.g. "length=8192", "" for
            none), value, ci_low, ci_high, n. Task and model are repeated here so that a query such as "degradation_pct
            at length=8192 for model hash X" needs no join.
-Later tables (e.g. decisions of the promotion gate) are added to `METADATA`; `Store()` creates missing tables.
+Later tables (e.g. decisions of the promotion gate) are added to `METADATA`; `Store()` creates missing tables and
+adds columns that a store written by an older version lacks (all such columns are nullable).
 
 API: `Store(url)`, `start_run(...)`, `done_units(run_id)`, `add_unit(run_id, key, samples)`, `samples(run_id)`,
 `claim_finalize(run_id)`, `complete_run(run_id, rows)` (metrics + finished, atomically), `add_metrics(run_id, rows)`,
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import (Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        create_engine, event, func, insert, select, update)
+                        create_engine, event, func, insert, inspect, select, update)
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from .errors import StoreError
@@ -55,6 +57,7 @@ runs_table = Table(
     Column("config", Text, nullable=False),
     Column("config_hash", String(64), nullable=False),
     Column("code_version", String(100), nullable=False),
+    Column("environment", Text),  # NULL for runs stored before environments were recorded
     Column("seed", Integer, nullable=False),
     Column("host", String(200), nullable=False),
     Column("n_units", Integer, nullable=False),
@@ -134,8 +137,20 @@ class Store:
             self._setup_sqlite()
         try:
             self._retry(lambda: METADATA.create_all(self.engine))
+            self._retry(self._add_missing_columns)
         except OperationalError as e:
             raise StoreError(f"cannot open results store {url!r}: {e.orig}") from None
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to a table after a store was created (nullable ones only) are added to that store."""
+        existing = inspect(self.engine)
+        for table in METADATA.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    with self.engine.begin() as c:
+                        c.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
 
     def _setup_sqlite(self) -> None:
         path = self.engine.url.database
@@ -171,14 +186,16 @@ class Store:
 
     def start_run(self, *, task: str, task_version: str, task_kind: str, model_id: str, model_hash: str,
                   model_spec: str, config: dict, seed: int, n_units: int, code_version: str,
-                  host: str | None = None, resume: bool = True) -> int:
+                  environment: dict | None = None, host: str | None = None, resume: bool = True) -> int:
         """Create a run, or with `resume` return the unfinished run with the same identity (task, version, model
-        hash, config, seed) so that its finished units are kept. Safe against several processes at once."""
+        hash, config, seed, environment) so that its finished units are kept. Safe against several processes at
+        once."""
         chash = config_hash(config)
-        key = config_hash([task, task_version, model_hash, chash, seed])
+        key = config_hash([task, task_version, model_hash, chash, seed, environment])
         row = dict(task=task, task_version=task_version, task_kind=task_kind, model_id=model_id,
                    model_hash=model_hash, model_spec=model_spec, config=json.dumps(config, sort_keys=True, default=str),
                    config_hash=chash, code_version=code_version, seed=seed, host=host or socket.gethostname(),
+                   environment=None if environment is None else json.dumps(environment, sort_keys=True),
                    n_units=n_units, status="running", started_at=_now())
 
         def txn():
@@ -241,7 +258,18 @@ class Store:
             raise StoreError(f"no run {run_id} in {self.url}")
         out = dict(row)
         out["config"] = json.loads(out["config"])
+        out["environment"] = json.loads(out["environment"]) if out["environment"] else None
         return out
+
+    def unfinished_runs(self, *, task: str, task_version: str, model_hash: str, config: dict, seed: int) -> list[dict]:
+        """Resumable runs of this task, model, config and seed, whatever their environment (oldest first)."""
+        q = (select(runs_table.c.id).where(runs_table.c.resume_key.is_not(None))
+             .where(runs_table.c.task == task).where(runs_table.c.task_version == task_version)
+             .where(runs_table.c.model_hash == model_hash).where(runs_table.c.config_hash == config_hash(config))
+             .where(runs_table.c.seed == seed).order_by(runs_table.c.id))
+        with self.engine.connect() as c:
+            ids = list(c.execute(q).scalars())
+        return [self.run(i) for i in ids]
 
     def runs(self, *, task: str | None = None, model_hash: str | None = None, status: str | None = None
              ) -> pd.DataFrame:

@@ -115,3 +115,69 @@ def test_unreadable_corpus_document_is_a_clear_error(tmp_path, capsys, micro_lla
     assert code == 2 and "binary.txt" in err and "UTF-8" in err
     run = Store(tmp_path / "s.db").runs().iloc[0]
     assert run["status"] == "failed" and "binary.txt" in run["error"]
+
+
+def _slow_task(tmp_path, delay_ms=0):
+    log = tmp_path / "ran.log"
+    (tmp_path / "slow.py").write_text(SLOW_KIND)
+    (tmp_path / "slow.yaml").write_text(
+        f"name: slow\nversion: 1\nkind: slow_count\nmetrics: [total]\nparams: {{log: '{log}', delay_ms: {delay_ms}}}\n")
+    return ["run", "--task", "slow", "--include-path", str(tmp_path), "--db", str(tmp_path / "s.db"),
+            "--model", "tiny-baseline", "--no-progress"]
+
+
+def test_every_run_records_its_environment_and_show_prints_it(tmp_path, capsys):
+    import torch
+    import transformers
+
+    assert main(_slow_task(tmp_path)) == 0
+    env = Store(tmp_path / "s.db").run(1)["environment"]
+    assert env["transformers"] == transformers.__version__ and env["torch"] == torch.__version__
+    assert env["device"].startswith("cpu: ") and env["dtype"] == "float32" and len(env["code_hash"]) == 16
+    assert {"python", "lm_eval", "triton", "ttt_backend", "triton_precision"} <= set(env)
+    capsys.readouterr()
+    assert main(["show", "1", "--db", str(tmp_path / "s.db")]) == 0
+    assert f"transformers {transformers.__version__}" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_is_not_resumed_under_other_libraries(tmp_path, capsys, monkeypatch):
+    """Units scored under transformers X are never mixed with units scored under Y in one run."""
+    import evalsuite.runner
+
+    args, store = _slow_task(tmp_path), Store(tmp_path / "s.db")
+    real_env, real_add = evalsuite.runner.environment, Store.add_unit
+    monkeypatch.setattr(evalsuite.runner, "environment", lambda m: {**real_env(m), "transformers": "0.0-older"})
+    calls = []
+
+    def add_then_interrupt(self, *a, **k):  # Ctrl-C while the second unit is stored
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_add(self, *a, **k)
+
+    monkeypatch.setattr(Store, "add_unit", add_then_interrupt)
+    assert main(args) == 130
+    assert store.run(1)["status"] == "failed" and len(store.done_units(1)) == 1
+    monkeypatch.setattr(Store, "add_unit", real_add)
+    monkeypatch.setattr(evalsuite.runner, "environment", real_env)
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert store.runs()["status"].tolist() == ["failed", "finished"]
+    assert len(store.done_units(2)) == 8 and store.run(1)["environment"]["transformers"] == "0.0-older"
+    assert "run 1 " in out and "not resumed" in out and "0.0-older" in out
+
+
+def test_a_store_from_before_environments_gains_the_column(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    Store(db)
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE runs DROP COLUMN environment")
+    con.commit()
+    con.close()
+    store = Store(db)
+    run = store.start_run(task="t", task_version="1", task_kind="k", model_id="m", model_hash="h", model_spec="m",
+                          config={}, seed=0, n_units=1, code_version="x", environment={"torch": "1"})
+    assert store.run(run)["environment"] == {"torch": "1"}

@@ -45,13 +45,32 @@ def ttt_triton(*args, **kwargs):
 
 BACKENDS = {"naive": ttt_naive, "chunked": ttt_chunked, "triton": ttt_triton}
 
-__all__ = ["TTTState", "ttt_linear", "ttt_mlp", "BACKENDS", "triton_import_error"]
+__all__ = ["TTTState", "ttt_linear", "ttt_mlp", "BACKENDS", "backend_name", "triton_import_error", "triton_precision"]
+
+
+TRITON_PRECISIONS = ("ieee", "tf32x3", "tf32")
+DEFAULT_TRITON_PRECISION = "tf32x3"
+
+
+def triton_precision() -> str:
+    """tl.dot's operand precision in the triton kernels: $TTT_OMNI_TRITON_PRECISION, default tf32x3."""
+    p = os.environ.get("TTT_OMNI_TRITON_PRECISION", DEFAULT_TRITON_PRECISION)
+    if p not in TRITON_PRECISIONS:
+        raise ValueError(f"TTT_OMNI_TRITON_PRECISION={p!r}; expected one of {TRITON_PRECISIONS}")
+    return p
+
+
+def backend_name(device: torch.device | str, backend: str | None = None) -> str:
+    """The backend a scan on `device` runs: `backend`, else $TTT_OMNI_BACKEND, else triton on CUDA when triton
+    imports, else chunked."""
+    name = backend or os.environ.get("TTT_OMNI_BACKEND")
+    if not name:
+        name = "triton" if torch.device(device).type == "cuda" and triton_import_error() is None else "chunked"
+    return name
 
 
 def _select(backend: str | None, device: torch.device):
-    name = backend or os.environ.get("TTT_OMNI_BACKEND")
-    if not name:
-        name = "triton" if device.type == "cuda" and triton_import_error() is None else "chunked"
+    name = backend_name(device, backend)
     if name not in BACKENDS:
         raise ValueError(f"unknown TTT backend {name!r} (from {'argument' if backend else 'TTT_OMNI_BACKEND'}); "
                          f"expected one of {sorted(BACKENDS)}")

@@ -11,7 +11,7 @@ Falls back to ttt_chunked (same results) when
   * a shape the kernels do not take: head dim F and F1 powers of two >= 16, and for the scan a mini-batch size K
     that is a power of two >= 16 (tl.dot's minimum).
 Kernels need CUDA tensors, or CPU tensors under TRITON_INTERPRET=1 (set before triton is imported; the tests do).
-TTT_OMNI_TRITON_PRECISION = ieee | tf32x3 | tf32 picks tl.dot's operand precision (default below).
+TTT_OMNI_TRITON_PRECISION = ieee | tf32x3 | tf32 picks tl.dot's operand precision (`ops.triton_precision`).
 """
 from __future__ import annotations
 
@@ -21,23 +21,15 @@ import torch
 from torch import Tensor
 
 from . import triton_kernels as kern
+from . import triton_precision
 from .chunked import ttt_chunked
 from .state import TTTState
 
-PRECISIONS = ("ieee", "tf32x3", "tf32")
-DEFAULT_PRECISION = "tf32x3"
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def _pow2(n: int) -> bool:
     return n >= 16 and n & (n - 1) == 0
-
-
-def _precision() -> str:
-    p = os.environ.get("TTT_OMNI_TRITON_PRECISION", DEFAULT_PRECISION)
-    if p not in PRECISIONS:
-        raise ValueError(f"TTT_OMNI_TRITON_PRECISION={p!r}; expected one of {PRECISIONS}")
-    return p
 
 
 def _tokens(x: Tensor) -> Tensor:
@@ -76,11 +68,11 @@ def _scan(q, k, v, lr, ts, lnw, lnb, state: TTTState, out: Tensor) -> TTTState:
     common = (T // K, H, *q.stride()[:3], *out.stride()[:3], *lr.stride())
     if state.kind == "linear":
         kern.linear_scan[(B * H,)](q, k, v, lr, ts, lnw, lnb, *params, out, *common, F=F, K=K,
-                                   PREC=_precision(), num_warps=8, num_stages=1)
+                                   PREC=triton_precision(), num_warps=8, num_stages=1)
     else:
         F1 = params[0].shape[-1]
         kern.mlp_scan[(B * H,)](q, k, v, lr, ts, lnw, lnb, *params, out, *common, F=F, F1=F1, K=K,
-                                BF1=min(F1, 32), PREC=_precision(), num_warps=8, num_stages=1)
+                                BF1=min(F1, 32), PREC=triton_precision(), num_warps=8, num_stages=1)
     return TTTState.from_parts(params, tuple(torch.zeros_like(p) for p in params), state.seen + T)
 
 
