@@ -24,12 +24,14 @@ import fnmatch
 import json
 import math
 import operator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import gate_db
+from .environment import describe, differences
 from .errors import EvalsuiteError
 from .store import Store
+from .train_monitor import TASK as MONITOR_TASK
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 RULE_KEYS = {"name", "task", "metric", "bin", "op", "threshold", "use", "optional"}
@@ -74,6 +76,7 @@ class GateResult:
     stage: int
     curriculum: str
     rules: list[RuleResult]
+    notes: list[str] = field(default_factory=list)  # e.g. the evidence runs were measured in other environments
 
     @property
     def outcome(self) -> str:
@@ -179,8 +182,12 @@ def evaluate(store: Store, model_hash: str, curriculum: str | Path, stage: int) 
     rules, context = stage_rules(curriculum, stage)
     runs = store.runs(model_hash=model_hash)
     model_id = str(runs["model_id"].iloc[-1]) if not runs.empty else ""
-    return GateResult(model_hash, stage, str(curriculum),
-                      [evaluate_rule(store, r, model_hash, context=context, model_id=model_id) for r in rules])
+    results = [evaluate_rule(store, r, model_hash, context=context, model_id=model_id) for r in rules]
+    evidence = sorted({r.run_id for r in results if r.run_id is not None})
+    measured = (store.run(i) for i in evidence)  # the training monitor is not a measurement of this environment
+    diffs = differences({f"run {r['id']}": r["environment"] for r in measured if r["task"] != MONITOR_TASK})
+    notes = [f"the evidence was measured in different environments: {describe(diffs)}"] if diffs else []
+    return GateResult(model_hash, stage, str(curriculum), results, notes)
 
 
 def decide(store: Store, result: GateResult, checkpoint: str, *, outcome: str | None = None, by: str = "gate",
@@ -189,7 +196,7 @@ def decide(store: Store, result: GateResult, checkpoint: str, *, outcome: str | 
     outcome = outcome or result.outcome
     if outcome == result.outcome and not reason:
         failing = [f"{r.rule.name}: {r.status}" for r in result.rules if r.status != "pass"]
-        reason = "; ".join(failing) or "all rules pass"
+        reason = "; ".join(failing + result.notes) or "all rules pass"
     return gate_db.record(store, model_hash=result.model_hash, checkpoint=checkpoint, stage=result.stage,
                           curriculum=result.curriculum, outcome=outcome, decided_by=by, reason=reason,
                           rules=[r.as_dict() for r in result.rules])

@@ -83,6 +83,10 @@ class TaskKind:
         return {"dataset": self.spec.dataset, "lengths": self.spec.lengths, "params": self.spec.params,
                 "limit": self.limit, "corpus": self.corpus, "device": self.device}
 
+    def notes(self) -> list[str]:
+        """Things the person reading the results should know (e.g. the compared sides differ in dtype)."""
+        return []
+
     def units(self) -> list[Unit]:
         raise NotImplementedError
 

@@ -83,6 +83,8 @@ def cmd_gate(args) -> int:
         table.add_row(r.rule.name, evidence, value, f"{r.rule.use} {r.rule.op} {r.rule.threshold:g}",
                       status + (f": {r.detail}" if r.detail else ""))
     console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
     outcome = human or result.outcome
     console.print(f"decision {decision_id}: [bold]{outcome}[/bold] (rules: {result.outcome}) recorded in {store.url}")
     if outcome not in gate_db.PROMOTING:

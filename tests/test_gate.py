@@ -36,10 +36,11 @@ def setup(tmp_path):
     return Store(tmp_path / "r.db"), path
 
 
-def add_run(store, task, rows, model_hash=HASH, model_id="ttt:ckpt", config=None, status="finished"):
+def add_run(store, task, rows, model_hash=HASH, model_id="ttt:ckpt", config=None, status="finished",
+            environment=None):
     run_id = store.start_run(task=task, task_version="1", task_kind=task, model_id=model_id, model_hash=model_hash,
                              model_spec=model_id, config=config or {"i": len(store.runs())}, seed=0, n_units=0,
-                             code_version="test", resume=False)
+                             code_version="test", environment=environment, resume=False)
     store.add_metrics(run_id, rows)
     store.finish_run(run_id, status)
     return run_id
@@ -78,6 +79,27 @@ def test_pass_fail_and_missing_evidence(setup):
     # stage 2 holds the CI's upper bound to the threshold, over every matching bin (the worst is shown)
     s2 = by_name(gate.evaluate(store, HASH, cfg, 2))["upper CI"]
     assert s2.status == "fail" and s2.bin == "length=512"
+
+
+def test_evidence_from_different_environments_is_noted_in_the_decision(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: x\nstages:\n  - stage: 1\n    gate:\n      rules:\n"
+                   "        - {task: ppl_vs_length, metric: ppl, op: '<', threshold: 100}\n"
+                   "        - {task: degeneration, metric: rep_4, op: '<', threshold: 1}\n"
+                   "        - {task: train_monitor, metric: nonfinite_values, op: '==', threshold: 0}\n")
+    store = Store(tmp_path / "r.db")
+    env = {"transformers": "5.24.0", "device": "cpu: X", "dtype": "float32"}
+    add_run(store, "ppl_vs_length", [dict(name="ppl", value=50.0)], environment=env)
+    add_run(store, "degeneration", [dict(name="rep_4", value=0.1)], environment=env)
+    add_run(store, "train_monitor", [dict(name="nonfinite_values", value=0)])  # training, not a measurement here
+    assert gate.evaluate(store, HASH, cfg, 1).notes == []
+    add_run(store, "degeneration", [dict(name="rep_4", value=0.1)], environment={**env, "transformers": "5.23.0"})
+    result = gate.evaluate(store, HASH, cfg, 1)
+    assert result.outcome == "pass"
+    assert result.notes == ["the evidence was measured in different environments: "
+                            "transformers: 5.24.0 (run 1), 5.23.0 (run 4)"]
+    gate.decide(store, result, "ckpt")
+    assert "5.23.0 (run 4)" in gate_db.latest(store, HASH, 1)["reason"]
 
 
 def test_human_preference_links_through_the_rated_run(setup):

@@ -75,7 +75,17 @@ class Compare(TaskKind):
         return {"candidate": self._kind(self.model), "baseline": self._kind(baseline)}
 
     def config(self) -> dict:
-        return {**super().config(), "inner_task": self.inner_spec.name, "inner_version": self.inner_spec.version}
+        baseline = self.sides["baseline"].model
+        return {**super().config(), "inner_task": self.inner_spec.name, "inner_version": self.inner_spec.version,
+                "baseline_hash": baseline.model_hash, "baseline_dtype": _dtype(baseline.model),
+                "candidate_dtype": _dtype(self.model.model)}
+
+    def notes(self) -> list[str]:
+        config = self.config()
+        if config["baseline_dtype"] == config["candidate_dtype"]:
+            return []
+        return [f"the two sides run in different dtypes: candidate {config['candidate_dtype']}, baseline "
+                f"{config['baseline_dtype']} (their difference includes the precision's)"]
 
     def units(self) -> list[Unit]:
         return self._kind(self.model).units()
@@ -113,3 +123,7 @@ class Compare(TaskKind):
                                                                         self.param("higher_is_better"))), n=n)]
         wanted = set(self.spec.metrics or self.metrics)
         return [r for r in rows if r["name"] in wanted]
+
+
+def _dtype(model) -> str:
+    return str(getattr(model, "dtype", next(model.parameters()).dtype)).removeprefix("torch.")

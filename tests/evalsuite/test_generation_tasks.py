@@ -100,11 +100,27 @@ def test_compare_finds_degradation_and_no_difference_between_identical_systems(
     assert set(verdicts.index) == {"length=64", "length=128"}
     diff = m[m["name"] == "diff"]
     assert (diff["n"] == 8).all()
+    assert result.notes == []
     if baseline == "same":
         assert (verdicts == 0).all() and (diff["value"] == 0).all()
     else:  # the candidate (the original) has lower loss than the degraded baseline: better
         assert (verdicts == 1).all() and (diff["ci_high"] < 0).all()
         assert (m[m["name"] == "p_value"]["value"] < 0.05).all()
+
+
+def test_compare_says_when_the_sides_run_in_different_dtypes(micro_llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    bf16 = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(micro_llama_dir, dtype=torch.bfloat16).save_pretrained(bf16)
+    AutoTokenizer.from_pretrained(micro_llama_dir).save_pretrained(bf16)
+    spec = small_spec("compare", lengths=(64,), task="ppl_vs_length", metric="loss", higher_is_better=False,
+                      baseline=f"hf:{bf16}", n_boot=20)
+    store, result, _ = run(spec, f"hf:{micro_llama_dir}", tmp_path, corpus=str(_corpus(tmp_path)), limit=2)
+    assert result.notes == ["the two sides run in different dtypes: candidate float32, baseline bfloat16 (their "
+                            "difference includes the precision's)"]
+    config = store.run(result.run_id)["config"]
+    assert config["baseline_dtype"] == "bfloat16" and len(config["baseline_hash"]) == 16
 
 
 def test_empty_generation_fails_the_run_without_metric_rows(micro_llama_dir, tmp_path):
