@@ -32,6 +32,13 @@ def test_pages_render_from_the_store(filled_store, monkeypatch):
     assert not at.exception
     runs = page(at, "Runs").dataframe[0].value
     assert {"ppl_vs_length", "train_monitor", "human_pref"} <= set(runs["task"])
+    import transformers
+
+    ppl = runs[runs["task"] == "ppl_vs_length"]
+    assert set(ppl["transformers"]) == {transformers.__version__} and ppl["device"].str.startswith("cpu: ").all()
+    at.selectbox(key="runs_detail").set_value(int(ppl["id"].iloc[0])).run()
+    env = at.dataframe[-1].value  # the chosen run's environment, below its metric rows
+    assert {"python", "torch", "code_hash", "ttt_backend"} <= set(env["field"])
     at.multiselect(key="runs_task").set_value(["train_monitor"]).run()
     assert set(at.dataframe[0].value["task"]) == {"train_monitor"}
     at.multiselect(key="runs_stage").set_value([1]).run()
