@@ -27,3 +27,7 @@ class CorpusError(EvalsuiteError, FileNotFoundError):
 
 class StoreError(EvalsuiteError, ValueError):
     """A results-store URL or run id that does not work."""
+
+
+class NonFiniteModelError(EvalsuiteError, ValueError):
+    """A model whose weights, TTT state or outputs hold NaN/Inf: its results would be meaningless."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelSpecError
+from .errors import ModelSpecError, NonFiniteModelError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
@@ -83,6 +83,7 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{kind}:{path}: no usable tokenizer in the model directory ({e})") from None
     model.to(device).eval()
+    guard_finite(model, f"{kind}:{path}")
     return LoadedModel(model, tokenizer, f"{kind}:{path.resolve().name}", content_hash(path), f"{kind}:{path}",
                        _context_limit(model))
 
@@ -113,8 +114,25 @@ def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedMode
         part = content_hash(encoder)
         digest = hashlib.sha256(f"{digest}:{part}".encode()).hexdigest()[:16]
     llm = omni.llm
+    guard_finite(omni, where)
     limit = None if getattr(llm.config, "ttt_layers", None) else getattr(llm.config, "max_position_embeddings", None)
     return LoadedModel(llm, tokenizer, f"omni:{path.resolve().name}", digest, f"omni:{path}", limit, omni=omni)
+
+
+def guard_finite(model: torch.nn.Module, where: str) -> None:
+    """Refuses weights that hold NaN/Inf, and makes every later forward refuse NaN/Inf logits (a hook on the output
+    layer), so a corrupt or diverged model fails its run with the reason instead of storing NaN metrics."""
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise NonFiniteModelError(f"{where}: weight {name} holds {int((~torch.isfinite(p)).sum())} NaN/Inf "
+                                      "values; expected finite weights (a corrupt or diverged checkpoint)")
+    head = (model.llm if hasattr(model, "llm") else model).get_output_embeddings()
+
+    def check_logits(_module, _args, logits):
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteModelError(f"{where}: the model produced NaN/Inf logits (its activations overflowed or "
+                                      "its inputs were not finite)")
+    head.register_forward_hook(check_logits)
 
 
 def _external_encoder(path: Path, config) -> Path | None:

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ttt_omni.ops.validate import NonFiniteError
+
 from . import __version__
 from .corpus import user_corpus
 from .environment import describe, differences, environment
-from .errors import CorpusError, EvalsuiteError
+from .errors import CorpusError, EvalsuiteError, NonFiniteModelError
 from .models import REPO_ROOT, LoadedModel, load_model
 from .registry import KINDS, Registry, TaskSpec, validate_spec
 from .store import Store
@@ -105,6 +107,9 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
             store.add_unit(run_id, unit.key, kind.run_unit(unit), shard=rank)
         if store.claim_finalize(run_id):
             store.complete_run(run_id, kind.aggregate(store.samples(run_id)))
+    except NonFiniteError as e:  # NaN/Inf met in a TTT layer: the model's fault, reported like bad input
+        store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
+        raise NonFiniteModelError(f"{loaded.spec}: {e}") from None
     except BaseException as e:  # noqa: BLE001  (recorded, then re-raised; finished units stay for the resume)
         store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
         raise

@@ -181,3 +181,44 @@ def test_a_store_from_before_environments_gains_the_column(tmp_path):
     run = store.start_run(task="t", task_version="1", task_kind="k", model_id="m", model_hash="h", model_spec="m",
                           config={}, seed=0, n_units=1, code_version="x", environment={"torch": "1"})
     assert store.run(run)["environment"] == {"torch": "1"}
+
+
+def test_nan_weights_in_a_checkpoint_are_one_line_before_any_run(tmp_path, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from evalsuite.models import CHECKPOINTS_DIR
+
+    ckpt = tmp_path / "nan-ttt"
+    shutil.copytree(CHECKPOINTS_DIR / "tiny-ttt", ckpt)
+    weights = load_file(ckpt / "model.safetensors")
+    weights["model.layers.3.self_attn.ttt.inner.W1"][0, 0, 0] = float("nan")
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    code = main(["run", "--task", "ppl_vs_length", "--model", f"ttt:{ckpt}", "--db", str(tmp_path / "s.db"),
+                 "--no-progress", "--limit", "1", "--lengths", "64"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err  # above the error: transformers' weight-loading progress bar
+    assert "weight model.layers.3.self_attn.ttt.inner.W1 holds 1 NaN/Inf values" in err.splitlines()[-1]
+    assert Store(tmp_path / "s.db").runs().empty
+
+
+@pytest.mark.parametrize("spec, weight", [("tiny", "model.layers.0.self_attn.o_proj.weight"),
+                                          ("tiny-baseline", "model.layers.3.mlp.down_proj.weight")])
+def test_a_model_that_turns_nan_fails_its_run_with_the_reason(tmp_path, spec, weight):
+    """TTT layers refuse NaN inputs; any model's NaN logits are refused: never a finished run with NaN metrics."""
+    import torch
+
+    from evalsuite.errors import NonFiniteModelError
+    from evalsuite.models import load_model
+    from evalsuite.runner import run_task
+
+    loaded = load_model(spec)
+    with torch.no_grad():
+        loaded.model.get_parameter(weight)[0, 0] = float("inf")
+    store = Store(tmp_path / "s.db")
+    with pytest.raises(NonFiniteModelError, match="NaN/Inf"):
+        run_task("ppl_vs_length", loaded, store=store, limit=1, lengths=[64, 128], progress=False)
+    run = store.runs().iloc[0]
+    assert run["status"] == "failed" and "NaN/Inf" in run["error"] and store.metrics().empty

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ttt_omni.ops import TTTState, ttt_linear, ttt_mlp
+from ttt_omni.ops.validate import NonFiniteInputError
 
 
 def test_wrong_rank(make_inputs):
@@ -62,3 +63,14 @@ def test_state_dict_round_trip_and_missing_keys(make_inputs):
     del data["grad_W1"]
     with pytest.raises(ValueError, match="missing"):
         TTTState.from_dict(data)
+
+
+@pytest.mark.parametrize("arg", [0, 1, 2, 3])  # xq, xk, xv, lr
+def test_nan_in_inputs_is_named(make_inputs, arg):
+    args, st = make_inputs("mlp")
+    args = list(args)
+    args[arg] = args[arg].clone()
+    args[arg].view(-1)[3] = float("inf") if arg == 3 else float("nan")
+    name = ("xq", "xk", "xv", "lr")[arg]
+    with pytest.raises(NonFiniteInputError, match=rf"inputs \['{name}'\] contain NaN/Inf"):
+        ttt_mlp(*args, st)

@@ -26,6 +26,7 @@ from transformers.utils.output_capturing import capture_outputs
 from ttt_omni.cache import TTTHybridCache
 from ttt_omni.hf_compat import CACHE_ARG, take_cache
 from ttt_omni.layers import TTTInnerParams, TTTLinear, TTTMLP
+from ttt_omni.ops.validate import NonFiniteError
 
 from .configuration_ttt_llama import TTTLlamaConfig
 
@@ -60,7 +61,10 @@ class TTTAttention(nn.Module):
         if cache is not None:
             state = cache.get_ttt_state(self.layer_idx)
             restart = cache.pop_ttt_restart(self.layer_idx)
-        out, new_state = self.ttt(hidden_states, state, restart_rows=restart)
+        try:
+            out, new_state = self.ttt(hidden_states, state, restart_rows=restart)
+        except NonFiniteError as e:
+            raise type(e)(f"TTT layer {self.layer_idx}: {e}") from None
         if cache is not None:
             cache.update_ttt_state(new_state, self.layer_idx)
         return out, None

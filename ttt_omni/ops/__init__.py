@@ -23,7 +23,7 @@ from torch import Tensor
 from .chunked import ttt_chunked
 from .naive import ttt_naive
 from .state import TTTState
-from .validate import check_inputs, check_state
+from .validate import check_finite, check_inputs, check_state
 
 
 
@@ -83,6 +83,8 @@ def _select(backend: str | None, device: torch.device):
 def _run(kind: str, xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend):
     B, H, _, F = check_inputs(xq, xk, xv, lr, token_scale, ln_weight, ln_bias)
     check_state(state, kind, B, H, F)
+    check_finite(state, dict(xq=xq, xk=xk, xv=xv, lr=lr, token_scale=token_scale, ln_weight=ln_weight,
+                             ln_bias=ln_bias))
     name, fn = _select(backend, xq.device)
     kwargs = {"checkpoint_every": checkpoint_every} if name != "naive" else {}
     with torch.autocast(device_type=xq.device.type, enabled=False):

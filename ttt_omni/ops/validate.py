@@ -7,8 +7,16 @@ from torch import Tensor
 from .state import STATE_DTYPES, TTTState
 
 
-class NonFiniteStateError(ValueError):
+class NonFiniteError(ValueError):
+    """NaN/Inf reached a TTT op, in its state or in its inputs."""
+
+
+class NonFiniteStateError(NonFiniteError):
     """A TTT state holds NaN/Inf: the inner model diverged (or was fed a corrupt state)."""
+
+
+class NonFiniteInputError(NonFiniteError):
+    """A TTT op's inputs hold NaN/Inf: the weights or activations before it are not finite."""
 
 
 def check_inputs(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor,
@@ -35,7 +43,7 @@ def check_inputs(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Te
 
 
 def check_state(state: TTTState, kind: str, batch: int, heads: int, head_dim: int, name: str = "state") -> None:
-    """Raises ValueError naming the field when a state does not fit the op's type, the inputs, or is not finite."""
+    """Raises ValueError naming the field when a state does not fit the op's type or the inputs."""
     if not isinstance(state, TTTState):
         raise ValueError(f"{name} must be a TTTState, got {type(state).__name__}")
     if state.kind != kind:
@@ -60,7 +68,18 @@ def check_state(state: TTTState, kind: str, batch: int, heads: int, head_dim: in
             if tuple(t.shape[2:]) != tail:
                 raise ValueError(f"{name}.{prefix}{field_name} has shape {tuple(t.shape)}; expected trailing dims "
                                  f"{tail} for head_dim={head_dim}")
-    # One reduction (one device sync) for the common all-finite case; name the culprits only on failure.
-    if not bool(torch.stack([torch.isfinite(t).all() for t in tensors.values()]).all()):
-        bad = [k for k, t in tensors.items() if not torch.isfinite(t).all()]
-        raise NonFiniteStateError(f"{name} contains NaN/Inf in {bad}; a TTT state must be finite")
+
+
+def check_finite(state: TTTState, inputs: dict[str, Tensor]) -> None:
+    """Raises NonFiniteStateError / NonFiniteInputError naming the tensors that hold NaN/Inf. One reduction (one
+    device sync) for the common all-finite case; the culprits are named only on failure."""
+    state_tensors = state.tensors()
+    tensors = [*state_tensors.values(), *inputs.values()]
+    if bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        return
+    bad_state = [k for k, t in state_tensors.items() if not torch.isfinite(t).all()]
+    if bad_state:
+        raise NonFiniteStateError(f"state contains NaN/Inf in {bad_state}; a TTT state must be finite")
+    bad = [k for k, t in inputs.items() if not torch.isfinite(t).all()]
+    raise NonFiniteInputError(f"inputs {bad} contain NaN/Inf: the weights or activations before the TTT op are not "
+                              "finite")

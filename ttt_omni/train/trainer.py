@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
 from ttt_omni.ops import TTTState
-from ttt_omni.ops.validate import NonFiniteStateError
+from ttt_omni.ops.validate import NonFiniteError
 
 from .config import TrainConfig
 from .data import IGNORE, LanePacker, book_conversations, load_jsonl, tokenize
@@ -208,7 +208,7 @@ class Trainer:
                         loss = self.loss(batch)
                 else:
                     loss = self.loss(batch)
-            except NonFiniteStateError as e:
+            except NonFiniteError as e:
                 self._alarm(f"step {self.step}: {e}")
             if not torch.isfinite(loss):
                 self._alarm(f"step {self.step}: training loss is {loss.item()}")
