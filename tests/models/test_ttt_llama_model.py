@@ -41,6 +41,29 @@ def test_prefill_then_decode_equals_one_forward(make_tiny_model, ttt_type, windo
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated:FutureWarning")  # 5.24 on the old name: expected
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+@pytest.mark.parametrize("level", ["causal_lm", "base_model"])
+def test_the_cache_works_under_either_name_on_every_release(make_tiny_model, name, level):
+    """transformers 5.24 renamed past_key_values to cache; user code written for either name must keep the state."""
+    model = make_tiny_model()
+    call = model if level == "causal_lm" else model.model
+    x = _ids(40)
+    with torch.no_grad():
+        full = call(x).logits if level == "causal_lm" else call(x).last_hidden_state
+        cache = model.make_cache()
+        parts = [call(x[:, a:b], use_cache=True, **{name: cache}) for a, b in ((0, 25), (25, 26), (26, 40))]
+    out = [p.logits if level == "causal_lm" else p.last_hidden_state for p in parts]
+    torch.testing.assert_close(torch.cat(out, 1), full, rtol=0, atol=1e-5)
+    assert cache.get_seq_length() == 40
+
+
+def test_two_different_caches_in_one_call_are_refused(make_tiny_model):
+    model = make_tiny_model()
+    with pytest.raises(ValueError, match="two different caches"):
+        model.model(_ids(3), cache=model.make_cache(), past_key_values=model.make_cache())
+
+
 def test_generate_greedy_equals_manual_loop(make_tiny_model):
     model = make_tiny_model()
     prompt = _ids(21)
