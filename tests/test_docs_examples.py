@@ -41,8 +41,7 @@ def blocks(language: str) -> list[tuple[str, str]]:
 
 def _omni_world(world: Path) -> None:
     """path/to/ttt-omni (a converted tiny LLaMA-Omni), path/to/vocoder and question.wav."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from speech.conftest import speak, write_llama_omni
+    from support.speech import speak, write_llama_omni
 
     from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint
 

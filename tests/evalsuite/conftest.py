@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from support.speech import write_llama_omni
 from ttt_omni.data_manifest import books
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,19 +78,7 @@ def small_corpus(tmp_path_factory) -> Path:
     return out
 
 
-def speech_test_helpers():
-    """tests/speech/conftest.py, which writes the tiny speech checkpoints (LLaMA-Omni layout, Whisper, vocoder);
-    imported under the name pytest gives it ("speech.conftest", tests/ on the path), so it is one module."""
-    import importlib
-    import sys
-
-    tests_dir = str(Path(__file__).resolve().parent.parent)
-    if tests_dir not in sys.path:
-        sys.path.append(tests_dir)
-    return importlib.import_module("speech.conftest")
-
-
 @pytest.fixture(scope="session")
 def llama_omni_dir(tmp_path_factory) -> Path:
     """The tiny random LLaMA-Omni-layout checkpoint of tests/speech (tokenizer, Whisper .pt, vocoder/ inside)."""
-    return speech_test_helpers().write_llama_omni(tmp_path_factory.mktemp("omni") / "llama-omni")
+    return write_llama_omni(tmp_path_factory.mktemp("omni") / "llama-omni")

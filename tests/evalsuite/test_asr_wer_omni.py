@@ -17,7 +17,7 @@ from evalsuite.registry import Registry, validate_spec
 from evalsuite.runner import run_task
 from evalsuite.store import Store
 
-from conftest import speech_test_helpers
+from support.speech import tiny_whisper, write_llama_omni, write_openai_whisper
 
 
 def small_spec(**params):
@@ -50,15 +50,14 @@ def test_omni_spec_loads_either_layout(layout, llama_omni_dir, converted_omni_di
 
 
 def test_omni_hash_covers_an_encoder_outside_the_directory(tmp_path):
-    helpers = speech_test_helpers()
-    path = helpers.write_llama_omni(tmp_path / "omni", encoder_inside=False)
+    path = write_llama_omni(tmp_path / "omni", encoder_inside=False)
     encoder = tmp_path / "elsewhere" / "large-v3.pt"
     encoder.parent.mkdir()
     shutil.move(path / "speech_encoder" / "tiny-whisper.pt", encoder)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "speech_encoder": str(encoder)}))
     first = load_model(f"omni:{path}").model_hash
-    helpers.write_openai_whisper(encoder, helpers.tiny_whisper(seed=1))
+    write_openai_whisper(encoder, tiny_whisper(seed=1))
     assert load_model(f"omni:{path}").model_hash != first
     encoder.unlink()
     with pytest.raises(ModelSpecError, match=r"omni:.*cannot be loaded .*large-v3\.pt"):

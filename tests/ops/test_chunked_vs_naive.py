@@ -1,7 +1,7 @@
 """The chunked dual form computes exactly the token-by-token definition."""
 import pytest
 import torch
-from conftest import rel_err, state_rel_err
+from support.ops import rel_err, state_rel_err
 
 from ttt_omni.ops import ttt_linear, ttt_mlp
 

@@ -1,7 +1,7 @@
 """Backward through the chunked scan: gradcheck in float64, and checkpointing changes no gradient."""
 import pytest
 import torch
-from conftest import rel_err
+from support.ops import rel_err
 
 from ttt_omni.ops import TTTState, ttt_linear, ttt_mlp
 

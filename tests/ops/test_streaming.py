@@ -3,7 +3,7 @@ import random
 
 import pytest
 import torch
-from conftest import rel_err, state_rel_err
+from support.ops import rel_err, state_rel_err
 
 from ttt_omni.ops import ttt_linear, ttt_mlp
 

@@ -14,7 +14,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 pytest.importorskip("triton")
 
 import torch  # noqa: E402
-from conftest import _make  # noqa: E402
+from support.ops import make_inputs as _make  # noqa: E402
 
 import ttt_omni.ops as ops  # noqa: E402
 from ttt_omni.ops import TTTState, ttt_linear, ttt_mlp  # noqa: E402

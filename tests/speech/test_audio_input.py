@@ -8,7 +8,7 @@ from scipy.io import wavfile
 
 from ttt_omni.speech.audio import SAMPLE_RATE, AudioError, load_wav, save_wav, validate_samples
 
-from .conftest import speak, tone
+from support.speech import speak, tone
 
 
 def test_resampled_and_downmixed(tmp_path):

@@ -20,7 +20,7 @@ from ttt_omni.speech.chat import OmniChat
 from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint, is_omni_checkpoint, load_omni
 from ttt_omni.speech.vocoder import UnitVocoder
 
-from .conftest import UNITS, tone, write_llama_omni
+from support.speech import UNITS, tone, write_llama_omni
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from ttt_omni.speech.units import UnitExtractor
 from ttt_omni.train.config import TrainConfig
 from ttt_omni.train.speech_batch import SpeechTrainer, load_speech_jsonl, reduce_units, speech_sequence
 
-from .conftest import UNITS, speak
+from support.speech import UNITS, speak
 
 
 @pytest.fixture(scope="module")
