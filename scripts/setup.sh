@@ -4,7 +4,8 @@
 # By default every package is installed at the version in requirements.lock (what CI tested), so the README's
 # commands build the same environment on every machine. Switches:
 #   TTT_OMNI_DEPS=newest            the newest releases pyproject.toml allows, instead of the lock
-#   TTT_OMNI_TRANSFORMERS=5.17.0    the lock, but with this transformers release (CI checks the oldest allowed)
+#   TTT_OMNI_TRANSFORMERS=5.17.0    the lock, but with this transformers release and the huggingface-hub,
+#                                   tokenizers and safetensors it accepts (CI checks the oldest allowed)
 #   VENV=.venv-newest               where the venv goes (default .venv)
 # torch is pinned to 2.13.0 first so pip takes the CPU wheel instead of downloading a CUDA build.
 set -euo pipefail
@@ -19,8 +20,8 @@ constraints="$VENV/constraints.txt"
 echo "torch==2.13.0" > "$constraints"
 case "$DEPS" in
     lock)
-        if [ -n "${TTT_OMNI_TRANSFORMERS:-}" ]; then
-            grep -v '^transformers==' requirements.lock >> "$constraints"
+        if [ -n "${TTT_OMNI_TRANSFORMERS:-}" ]; then  # its hub, tokenizers and safetensors pins go with it
+            grep -v -i -E '^(transformers|huggingface[-_]hub|tokenizers|safetensors)==' requirements.lock >> "$constraints"
             echo "transformers==$TTT_OMNI_TRANSFORMERS" >> "$constraints"
         else
             cat requirements.lock >> "$constraints"
