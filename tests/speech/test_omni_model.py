@@ -13,8 +13,8 @@ from transformers import AutoTokenizer
 from ttt_omni.cli import main
 from ttt_omni.conversation import ConversationStore
 from ttt_omni.hf_compat import cache_kwargs
-from ttt_omni.models import OmniSpeechTTT
-from ttt_omni.models.omni import SPEECH_TOKEN_INDEX
+from ttt_omni.speech import load_omni, save_omni
+from ttt_omni.speech.model import SPEECH_TOKEN_INDEX
 from ttt_omni.speech.audio import load_wav
 from ttt_omni.speech.chat import OmniChat
 from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint, is_omni_checkpoint, load_omni
@@ -152,13 +152,13 @@ def test_cli_convert_and_chat(llama_omni_dir, tmp_path, wav_file, capsys):
 
 def test_model_save_round_trip_and_hour_scale_windows(converted, tmp_path):
     model = load_omni(converted)
-    model.save_pretrained(tmp_path / "saved")
-    again = OmniSpeechTTT.from_pretrained(tmp_path / "saved")
+    save_omni(model, tmp_path / "saved")
+    again = load_omni(tmp_path / "saved")
     a, b = model.state_dict(), again.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with safe_open(str(tmp_path / "saved" / "model.safetensors"), "pt") as f:
         assert "model.speech_encoder.blocks.0.attn.query.weight" in f.keys()  # LLaMA-Omni names on disk
-    model.save_pretrained(tmp_path / "saved")  # overwriting replaces the directory whole
+    save_omni(model, tmp_path / "saved")  # overwriting replaces the directory whole
     # 61 one-second windows (the real model: 30 s windows, so the same code path serves an hour in 120 windows)
     speech = model.encode_speech(tone(61.0))
     assert speech.shape == (610, model.config.hidden_size)

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from ttt_omni.conversation import ConversationStore
-from ttt_omni.models.omni import DEFAULT_SPEECH_TOKEN, SPEECH_TOKEN_INDEX, OmniSpeechTTT, ReplyChunk
 
 from .audio import load_wav, save_wav
+from .model import DEFAULT_SPEECH_TOKEN, SPEECH_TOKEN_INDEX, OmniSpeechTTT, ReplyChunk
+from .omni_checkpoint import load_omni
 from .vocoder import UnitVocoder
 
 SYSTEM_PROMPT = ("You are a helpful language and speech assistant. You are able to understand the speech content "
@@ -147,7 +148,7 @@ def _run_chat(args) -> int:
     from transformers import AutoTokenizer
 
     try:
-        model = OmniSpeechTTT.from_pretrained(args.model, speech_encoder=args.speech_encoder)
+        model = load_omni(args.model, speech_encoder=args.speech_encoder)
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         vocoder = None
         if not args.no_audio:

@@ -30,9 +30,9 @@ from ttt_omni.convert import (REPORT_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, _sa
                               hybrid_config, weight_files)
 from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
 from ttt_omni.models.modeling_ttt_llama import TTTLlamaForCausalLM
-from ttt_omni.models.omni import OmniLLM, OmniSpeechTTT
 
 from .encoder import SpeechEncoder, dims_from_weights, hf_to_openai, load_speech_encoder, whisper_dims
+from .model import OmniLLM, OmniSpeechTTT
 
 ENCODER_PREFIX = "model.speech_encoder."
 PROJECTOR_PREFIX = "model.speech_projector."

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ttt_omni.layers import keep_float32
-from ttt_omni.models.omni import OmniSpeechTTT, SpeechSequence
+from ttt_omni.speech.model import OmniSpeechTTT, SpeechSequence
 from ttt_omni.speech.audio import load_wav
 from ttt_omni.speech.chat import SPEECH_INSTRUCTION, stop_tokens, tokenize_with_speech, turn_text
 from ttt_omni.speech.generator import IGNORE_INDEX

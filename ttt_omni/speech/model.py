@@ -11,7 +11,7 @@ Configuration lives on the LLM's `TTTLlamaConfig` under LLaMA-Omni's own keys (`
 
 The hidden state used for reply token j is the one that predicted it (LLaMA-Omni's inference: the prompt's last
 state, then the states of reply tokens 1..n-1). Training uses the same positions, so training and inference agree.
-Checkpoint reading and writing is in `ttt_omni.speech.omni_checkpoint`.
+Checkpoint reading and writing is in `ttt_omni.speech.omni_checkpoint` (`load_omni`, `save_omni`).
 """
 from __future__ import annotations
 
@@ -24,12 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ttt_omni.hf_compat import cache_kwargs
-from ttt_omni.speech.encoder import SpeechEncoder, config_from_dims, whisper_dims
-from ttt_omni.speech.generator import IGNORE_INDEX, SpeechGeneratorCTC
-from ttt_omni.speech.projector import SpeechProjector
+from ttt_omni.models import TTTLlamaConfig, TTTLlamaForCausalLM
 
-from .configuration_ttt_llama import TTTLlamaConfig
-from .modeling_ttt_llama import TTTLlamaForCausalLM
+from .encoder import SpeechEncoder, config_from_dims, whisper_dims
+from .generator import IGNORE_INDEX, SpeechGeneratorCTC
+from .projector import SpeechProjector
 
 SPEECH_TOKEN_INDEX = -200
 DEFAULT_SPEECH_TOKEN = "<speech>"
@@ -97,7 +96,7 @@ class OmniSpeechTTT(nn.Module):
             dims = getattr(config, "speech_encoder_config", None)
             if not dims:
                 raise ValueError("the config has no speech_encoder_config (Whisper encoder dims); pass a "
-                                 "speech_encoder or load with OmniSpeechTTT.from_pretrained")
+                                 "speech_encoder or load with ttt_omni.speech.load_omni")
             speech_encoder = SpeechEncoder(config_from_dims(dims))
         self.speech_encoder = speech_encoder
         config.speech_encoder_config = whisper_dims(speech_encoder.config)
@@ -116,19 +115,6 @@ class OmniSpeechTTT(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.llm.device
-
-    # ------------------------------------------------------------ loading / saving (omni_checkpoint)
-    @classmethod
-    def from_pretrained(cls, path, **kwargs) -> "OmniSpeechTTT":
-        """A LLaMA-Omni checkpoint directory or its TTT conversion (see `omni_checkpoint.load_omni`)."""
-        from ttt_omni.speech.omni_checkpoint import load_omni
-
-        return load_omni(path, **kwargs)
-
-    def save_pretrained(self, path) -> None:
-        from ttt_omni.speech.omni_checkpoint import save_omni
-
-        save_omni(self, path)
 
     # ------------------------------------------------------------ speech in
     def encode_speech(self, samples: np.ndarray) -> torch.Tensor:
