@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ttt_omni.resources import bundled
+
 from .errors import EvalsuiteError
-from .models import REPO_ROOT
 from .store import Store
 
-DEFAULT_DIR = REPO_ROOT / "leaderboards"
 KEYS = {"name", "title", "description", "task", "metrics", "bins", "digits", "sort_by", "descending"}
 
 
@@ -48,8 +48,9 @@ class Board:
     source: str = ""
 
 
-def load_definitions(directory: str | Path = DEFAULT_DIR) -> list[Board]:
-    directory = Path(directory)
+def load_definitions(directory: str | Path | None = None) -> list[Board]:
+    """The leaderboard YAMLs of `directory` (default: the bundled leaderboards/)."""
+    directory = Path(directory) if directory is not None else bundled("leaderboards")
     if not directory.is_dir():
         raise LeaderboardError(f"leaderboard folder not found: {directory} (expected leaderboards/*.yaml)")
     return [load_definition(p) for p in sorted(directory.glob("*.yaml"))]
@@ -151,8 +152,10 @@ def markdown(board: Board, wide: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(store: Store, directory: str | Path = DEFAULT_DIR, out_dir: str | Path | None = None) -> list[Path]:
-    """Write NAME.md and NAME.csv for every definition; returns the paths written."""
+def build(store: Store, directory: str | Path | None = None, out_dir: str | Path | None = None) -> list[Path]:
+    """Write NAME.md and NAME.csv for every definition (default: the bundled ones, written beside them); returns
+    the paths written."""
+    directory = Path(directory) if directory is not None else bundled("leaderboards")
     out_dir = Path(out_dir or directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from ttt_omni.resources import bundled
+
 from .errors import ModelSpecError, NonFiniteModelError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
 TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
 
 
@@ -49,7 +49,7 @@ def cache_dir() -> Path:
 def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
     spec = spec.strip()
     if spec in TINY_CHECKPOINTS:
-        shipped = CHECKPOINTS_DIR / TINY_CHECKPOINTS[spec]
+        shipped = bundled("checkpoints", TINY_CHECKPOINTS[spec])
         if not (shipped / "config.json").is_file():
             raise ModelSpecError(f"{spec}: the bundled checkpoint {shipped} is missing; restore it from git or "
                                  f"retrain it: .venv/bin/ttt-omni train configs/{TINY_CHECKPOINTS[spec]}.yaml, then "

@@ -4,7 +4,7 @@ A task spec is a YAML file (`tasks/*.yaml`) with `name`, `version`, `kind`, `des
 `metrics`, `thresholds` and free-form `params`. Its `kind` names a `TaskKind` subclass registered with
 `@register_kind`. Specs and kinds come from three places, in this order:
 
-1. built in: `tasks/*.yaml` of this repository and the kinds in `evalsuite.kinds`;
+1. built in: the bundled `tasks/*.yaml` (ttt_omni.resources) and the kinds in `evalsuite.kinds`;
 2. the entry point group `evalsuite.tasks`: each entry point is loaded (importing it registers its kinds); when it
    is a callable it is called and returns paths to task YAML files or folders of them;
 3. `--include-path DIR` (like lm-eval): every `*.py` in DIR is imported (registering kinds), every `*.yaml` loaded.
@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
+from ttt_omni.resources import bundled
+
 from .errors import TaskSpecError, UnknownTaskError
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
     from .models import LoadedModel
 
-BUILTIN_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 ENTRY_POINT_GROUP = "evalsuite.tasks"
 LM_EVAL_PREFIX = "lm_eval:"
 
@@ -215,7 +216,7 @@ class Registry:
 
         self.include_paths = [str(p) for p in include_paths]
         self.specs: dict[str, TaskSpec] = {}
-        yaml_paths: list[Path] = list(_yaml_files(BUILTIN_TASKS_DIR))
+        yaml_paths: list[Path] = list(_yaml_files(bundled("tasks")))
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type):

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from . import __version__
 from .corpus import user_corpus
 from .environment import describe, differences, environment
 from .errors import CorpusError, EvalsuiteError, NonFiniteModelError
-from .models import REPO_ROOT, LoadedModel, load_model
+from .models import LoadedModel, load_model
 from .registry import KINDS, Registry, TaskSpec, validate_spec
 from .store import Store
 
@@ -42,15 +43,19 @@ class RunResult:
     notes: list[str] = field(default_factory=list)  # the task's notes on this run (TaskKind.notes)
 
 
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
 def code_version() -> str:
-    """`git describe --always --dirty` of this repository, or the package version outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    """`git describe --always --dirty` of a source checkout, or the package version when installed from a wheel."""
+    if (SOURCE_ROOT / "pyproject.toml").is_file():
+        try:
+            out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=SOURCE_ROOT, capture_output=True,
+                                 text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     return f"evalsuite-{__version__}"
 
 

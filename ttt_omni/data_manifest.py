@@ -5,7 +5,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-BOOKS_DIR = Path(__file__).resolve().parent.parent / "data" / "books"
+from ttt_omni.resources import bundled
+
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,19 @@ class Book:
         return self.path.read_text(encoding="utf-8")
 
 
-def books(split: str | None = None, books_dir: Path = BOOKS_DIR) -> list[Book]:
-    """Books of the bundled corpus, optionally only one split ('train' or 'eval'), in manifest order."""
+def books(split: str | None = None, books_dir: Path | None = None) -> list[Book]:
+    """Books of the bundled corpus (or of `books_dir`), optionally only one split ('train' or 'eval'), in manifest
+    order."""
     if split not in (None, "train", "eval"):
         raise ValueError(f"split must be 'train', 'eval' or None, got {split!r}")
-    manifest = Path(books_dir) / "MANIFEST.tsv"
+    books_dir = Path(books_dir) if books_dir is not None else bundled("data", "books")
+    manifest = books_dir / "MANIFEST.tsv"
     if not manifest.is_file():
         raise FileNotFoundError(f"corpus manifest not found: {manifest} (expected a TSV with file, title, split columns)")
     out = []
     with manifest.open(encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            book = Book(row["file"], row["title"], row["author"], row["kind"], row["split"], Path(books_dir) / row["file"])
+            book = Book(row["file"], row["title"], row["author"], row["kind"], row["split"], books_dir / row["file"])
             if split is None or book.split == split:
                 out.append(book)
     return out

@@ -12,20 +12,20 @@ import yaml
 from dashboards.data import model_label
 from evalsuite import gate, gate_db
 from evalsuite.errors import EvalsuiteError
-from evalsuite.models import REPO_ROOT
+from ttt_omni.resources import root
 
 ACTIONS = {"Approve (promote)": "approved", "Reject (block)": "rejected", "Override (force promotion)": "forced"}
 
 
 def _curricula() -> list[str]:
-    out = []
-    for p in sorted((REPO_ROOT / "configs").glob("*.yaml")):
+    out, base = [], root()
+    for p in sorted((base / "configs").glob("*.yaml")):
         try:
             data = yaml.safe_load(p.read_text())
         except yaml.YAMLError:
             continue
         if isinstance(data, dict) and data.get("stages"):
-            out.append(str(p.relative_to(REPO_ROOT)))
+            out.append(str(p.relative_to(base)))
     return out
 
 
@@ -55,16 +55,16 @@ def render(store) -> None:
                          key="gate_ckpt")
     model_hash, checkpoint = checkpoints[label]
     used = gate_db.history(store, model_hash=model_hash)["curriculum"]  # the one its last decision used first
-    last = next((c for c in curricula if not used.empty and Path(used.iloc[-1]).resolve() == REPO_ROOT / c), None)
+    last = next((c for c in curricula if not used.empty and Path(used.iloc[-1]).resolve() == root() / c), None)
     curricula = sorted(curricula, key=lambda c: c != last)
     curriculum = c2.selectbox("Curriculum", curricula, key="gate_curriculum")
     if curriculum is None:
         st.info("No curriculum YAML (with `stages:`) under configs/.")
         return
-    stages = [s["stage"] for s in yaml.safe_load((REPO_ROOT / curriculum).read_text())["stages"]]
+    stages = [s["stage"] for s in yaml.safe_load((root() / curriculum).read_text())["stages"]]
     stage = c3.selectbox("Stage", stages, key="gate_stage")
     try:
-        result = gate.evaluate(store, model_hash, REPO_ROOT / curriculum, int(stage))
+        result = gate.evaluate(store, model_hash, root() / curriculum, int(stage))
     except EvalsuiteError as e:
         st.error(str(e))
         return

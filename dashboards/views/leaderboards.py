@@ -4,14 +4,15 @@ from __future__ import annotations
 import streamlit as st
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.leaderboard import DEFAULT_DIR, load_definitions, table
+from evalsuite.leaderboard import load_definitions, table
+from ttt_omni.resources import bundled
 
 
 def render(store) -> None:
     st.title("Leaderboards")
-    st.caption(f"Definitions in {DEFAULT_DIR}; `evalsuite leaderboard build` writes each as NAME.md and NAME.csv.")
+    st.caption(f"Definitions in {bundled('leaderboards')}; `evalsuite leaderboard build` writes each as NAME.md and NAME.csv.")
     try:
-        boards = load_definitions(DEFAULT_DIR)
+        boards = load_definitions()
     except EvalsuiteError as e:
         st.error(str(e))
         return

@@ -27,11 +27,13 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EvalsuiteError
+
 FORMAT = 1
 ID_BITS = 96
 
 
-class BundleError(ValueError):
+class BundleError(EvalsuiteError, ValueError):
     """Bad export input or an unreadable bundle; the message names the input and what was expected."""
 
 
@@ -128,18 +130,18 @@ def export_bundle(
     """
     systems = list(outputs)
     if len(systems) < 2 or len(set(systems)) != len(systems):
-        raise BundleError(f"--systems: need at least two distinct systems, got {systems}")
+        raise BundleError(f"systems: need at least two distinct systems, got {systems}")
     if not task:
-        raise BundleError("--task: expected a task name")
+        raise BundleError("task: expected a task name")
     common = sorted(set.intersection(*(set(o) for o in outputs.values())))
     if n < 1 or n > len(common):
-        raise BundleError(f"--n: expected 1..{len(common)} (prompts that every system answered), got {n}")
+        raise BundleError(f"number of prompts: expected 1..{len(common)} (prompts that every system answered), got {n}")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BundleError(f"{out_dir}: already exists and is not empty (a bundle is never overwritten)")
     key_path = Path(key_out) if key_out else out_dir / "key" / "key.json"
     if key_out and key_path.exists():
-        raise BundleError(f"{key_path}: key file already exists (choose a new --key-out)")
+        raise BundleError(f"{key_path}: key file already exists (choose a new key path)")
 
     rng = random.Random(seed)
     chosen = sorted(rng.sample(common, n))
@@ -270,7 +272,7 @@ def load_key(path: Path) -> dict:
     if path.is_dir():
         path = path / "key" / "key.json"
     if not path.is_file():
-        raise BundleError(f"{path}: key file not found (give --key with the key.json written by `pairs export`)")
+        raise BundleError(f"{path}: key file not found (expected the key.json written by `pairs export`)")
     try:
         key = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:

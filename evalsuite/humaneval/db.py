@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from ..errors import EvalsuiteError
+
 CHOICES = ("left", "right", "tie")
 MAX_COMMENT = 2000
 
@@ -94,6 +96,10 @@ vote_audit = Table(
     Column("new_comment", Text, nullable=False),
     Column("replaced_at", DateTime(timezone=True), nullable=False),
 )
+
+
+class RaterError(EvalsuiteError, ValueError):
+    """A rater that cannot be added (bad name, pair count, or a name already taken)."""
 
 
 class VoteError(ValueError):
@@ -155,16 +161,16 @@ def add_rater(engine: Engine, bundle_id: str, name: str, pair_ids: Sequence[str]
     """
     name = name.strip()
     if not name or len(name) > 200:
-        raise ValueError(f"--name: expected a rater name of 1..200 characters, got {name!r}")
+        raise RaterError(f"rater name: expected 1..200 characters, got {name!r}")
     if n is not None and not 1 <= n <= len(pair_ids):
-        raise ValueError(f"--n: expected 1..{len(pair_ids)} pairs for the rater, got {n}")
+        raise RaterError(f"pairs per rater: expected 1..{len(pair_ids)}, got {n}")
     order = list(pair_ids)
     secrets.SystemRandom().shuffle(order)
     order = order[: n or len(order)]
     token = secrets.token_urlsafe(24)
     with engine.begin() as c:
         if c.execute(select(raters.c.id).where(raters.c.bundle_id == bundle_id, raters.c.name == name)).first():
-            raise ValueError(f"--name: rater {name!r} already exists for bundle {bundle_id}")
+            raise RaterError(f"rater {name!r} already exists for bundle {bundle_id}")
         rid = c.execute(
             raters.insert().values(bundle_id=bundle_id, name=name, token_hash=hash_token(token), created_at=_now())
         ).inserted_primary_key[0]

@@ -44,7 +44,7 @@ def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[s
         samples = store.samples(run_id)
         samples = samples[samples["name"] == OUTPUT_SAMPLE]
         if samples.empty:
-            raise BundleError(f"--task: run {run_id} of {task!r} for {system!r} has no {OUTPUT_SAMPLE!r} samples")
+            raise BundleError(f"task: run {run_id} of {task!r} for {system!r} has no {OUTPUT_SAMPLE!r} samples")
         outputs = {}
         for unit, data in zip(samples["unit"], samples["data"]):
             d = json.loads(data or "{}")

@@ -12,8 +12,9 @@ import itertools
 import math
 from collections import defaultdict
 
-from evalsuite.metrics.agreement import cohen_kappa, krippendorff_alpha_nominal
-from evalsuite.metrics.preference import bradley_terry, win_rate
+from ..metrics.agreement import cohen_kappa, krippendorff_alpha_nominal
+from ..metrics.preference import bradley_terry, win_rate
+from .bundle import BundleError
 
 TASK = "human_pref"
 
@@ -29,7 +30,7 @@ def summarize(key: dict, votes: list[dict]) -> dict:
     order = {s: i for i, s in enumerate(systems)}
     unknown = sorted({v["pair_id"] for v in votes} - set(key["pairs"]))
     if unknown:
-        raise ValueError(f"key: {len(unknown)} voted pair(s) missing from the key (e.g. {unknown[0]}); wrong key file?")
+        raise BundleError(f"key: {len(unknown)} voted pair(s) missing from the key (e.g. {unknown[0]}); wrong key file?")
 
     outcomes = []  # (first system, second system, score of first), systems in key order
     labels: dict[str, dict[str, str]] = defaultdict(dict)  # pair_id -> rater -> winner label

@@ -189,10 +189,10 @@ def test_nan_weights_in_a_checkpoint_are_one_line_before_any_run(tmp_path, capsy
     import torch
     from safetensors.torch import load_file, save_file
 
-    from evalsuite.models import CHECKPOINTS_DIR
+    from ttt_omni.resources import bundled
 
     ckpt = tmp_path / "nan-ttt"
-    shutil.copytree(CHECKPOINTS_DIR / "tiny-ttt", ckpt)
+    shutil.copytree(bundled("checkpoints", "tiny-ttt"), ckpt)
     weights = load_file(ckpt / "model.safetensors")
     weights["model.layers.3.self_attn.ttt.inner.W1"][0, 0, 0] = float("nan")
     save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})

@@ -77,7 +77,7 @@ def test_three_systems_pair_every_combination(tmp_path, sources):
 
 def test_bad_input_is_refused_and_nothing_is_left(tmp_path, sources):
     outputs = {s: read_outputs_jsonl(p) for s, p in sources.items()}
-    with pytest.raises(BundleError, match=r"--n: expected 1\.\.6"):
+    with pytest.raises(BundleError, match=r"number of prompts: expected 1\.\.6"):
         export_bundle(outputs, "t", 7, 1, tmp_path / "x")
     make_bundle(tmp_path, sources, n=2, name="exists")
     with pytest.raises(BundleError, match="never overwritten"):
@@ -98,7 +98,7 @@ def test_bad_input_is_refused_and_nothing_is_left(tmp_path, sources):
 
 def test_cli_export_and_one_line_errors(tmp_path, sources):
     spec = ",".join(f"{s}={p}" for s, p in sources.items())
-    cmd = [sys.executable, "-m", "evalsuite.humaneval", "pairs", "export", "--systems", ",".join(SYSTEMS),
+    cmd = [sys.executable, "-m", "evalsuite", "pairs", "export", "--systems", ",".join(SYSTEMS),
            "--task", "longform_story", "--n", "4", "--seed", "5", "--from-jsonl", spec, "--out", str(tmp_path / "b")]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
@@ -108,4 +108,4 @@ def test_cli_export_and_one_line_errors(tmp_path, sources):
     bad = cmd[:]
     bad[bad.index("--n") + 1] = "99"
     r = subprocess.run(bad[:-1] + [str(tmp_path / "d")], capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--n: expected 1..6" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "number of prompts: expected 1..6" in r.stderr

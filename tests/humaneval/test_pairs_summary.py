@@ -78,7 +78,7 @@ def test_three_systems_bradley_terry_and_alpha():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "evalsuite.humaneval", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "evalsuite", *args], capture_output=True, text=True, cwd=REPO)
 
 
 def test_cli_raters_and_summarize(bundle, db_url, tmp_path):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from ttt_omni.resources import config_path
+
 
 @dataclass
 class TrainConfig:
@@ -47,9 +49,8 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, stage: int | None = None) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
+        """A YAML file, or the name of a bundled config (`tiny-ttt`, `configs/tiny-ttt.yaml`) from anywhere."""
+        path = config_path(path)
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:

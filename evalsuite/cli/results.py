@@ -1,12 +1,11 @@
-"""`evalsuite` command line: run | list | show | export | plot | lm-eval | pairs | raters | gate | dashboard | leaderboard."""
+"""`evalsuite run | list | show | export | plot`: running tasks and looking at their stored results.
+
+Commands import what they use when they run, so `evalsuite --help` stays fast and each needs only its own extra."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-from .errors import EvalsuiteError
-from .registry import parse_length
+from ..registry import parse_length
 
 DEFAULT_TASK_MODEL = "tiny"
 
@@ -18,20 +17,12 @@ def _console():
     return Console(width=140) if console.width < 140 else console  # the metric table needs ~130 columns
 
 
-def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None,
-                   help="results store: SQLAlchemy URL or SQLite file (default: $EVALSUITE_DB or results/evalsuite.db)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evalsuite", description="Evaluate TTT-Llama models; results go to a store.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def register(sub, add_db) -> None:
     run = sub.add_parser("run", help="run a task on a model and store the results")
     run.add_argument("--task", required=True, help="task name (see `evalsuite list`) or lm_eval:NAME")
     run.add_argument("--model", default=DEFAULT_TASK_MODEL,
                      help="ttt:PATH | hf:PATH | omni:PATH | tiny | tiny-baseline (default: tiny, the bundled tiny model)")
-    _add_db(run)
+    add_db(run)
     run.add_argument("--limit", type=int, default=None, help="only the first N documents (units)")
     run.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps); default cpu")
     run.add_argument("--seed", type=int, default=0, help="seed for torch, numpy, random and the bootstrap")
@@ -52,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="show a run: its manifest and metric rows")
     show.add_argument("run_id", type=int, metavar="RUN")
-    _add_db(show)
+    add_db(show)
     show.set_defaults(func=cmd_show)
 
     export = sub.add_parser("export", help="export metric rows (joined with their runs)")
@@ -60,28 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", default=None, help="file to write (default: results/metrics.FORMAT)")
     export.add_argument("--run", type=int, default=None, help="only this run")
     export.add_argument("--task", default=None, help="only this task")
-    _add_db(export)
+    add_db(export)
     export.set_defaults(func=cmd_export)
 
     plot = sub.add_parser("plot", help="plot one metric of runs over their numeric bins (ppl by length) to a PNG")
     plot.add_argument("run_ids", type=int, nargs="+", metavar="RUN")
     plot.add_argument("--metric", default="ppl", help="metric name (default ppl)")
     plot.add_argument("--output", default=None, help="PNG to write (default results/plot-RUNS-METRIC.png)")
-    _add_db(plot)
+    add_db(plot)
     plot.set_defaults(func=cmd_plot)
-
-    sub.add_parser("lm-eval", add_help=False, help="lm-eval's own CLI (all its options) with the ttt-omni model "
-                   "registered: evalsuite lm-eval --model ttt-omni --model_args pretrained=PATH --tasks ...")
-    from .humaneval.cli import register as register_humaneval  # evalsuite pairs ... / evalsuite raters ...
-    register_humaneval(sub)
-    from .review_cli import register as register_review  # evalsuite gate | dashboard | leaderboard build
-    register_review(sub)
-    return parser
 
 
 def cmd_run(args) -> int:
-    from .runner import run_task
-    from .store import Store
+    from ..runner import run_task
+    from ..store import Store
 
     lengths = ([parse_length(x, "--lengths") for x in args.lengths.split(",") if x.strip()]
                if args.lengths else None)
@@ -149,7 +132,7 @@ def _nan(x) -> bool:
 def cmd_list(args) -> int:
     from rich.table import Table
 
-    from .registry import Registry
+    from ..registry import Registry
 
     reg = Registry(args.include_path)
     table = Table(title="evalsuite tasks (lm-eval tasks: --task lm_eval:NAME)")
@@ -163,7 +146,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .store import Store
+    from ..store import Store
 
     store = Store(args.db)
     run = store.run(args.run_id)
@@ -181,7 +164,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .store import Store
+    from ..store import Store
 
     out = Path(args.output or Path("results") / f"metrics.{args.format}")
     path = Store(args.db).export(out, args.format, run_id=args.run, task=args.task)
@@ -190,34 +173,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plot import plot_runs
-    from .store import Store
+    from ..plot import plot_runs
+    from ..store import Store
 
     out = args.output or Path("results") / f"plot-{'-'.join(map(str, args.run_ids))}-{args.metric}.png"
     print(f"wrote {plot_runs(Store(args.db), args.run_ids, args.metric, out)}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["lm-eval"]:  # everything after it belongs to lm-eval's parser
-        from .lm_eval_adapter import main as lm_eval_main
-
-        return lm_eval_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except EvalsuiteError as e:
-        print(f"evalsuite: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("evalsuite: interrupted; finished units are stored and the same command resumes", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

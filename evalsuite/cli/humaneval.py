@@ -1,27 +1,22 @@
-"""`evalsuite pairs export|summarize` and `evalsuite raters add|list|serve`.
-
-`register(subparsers)` adds both command groups to the main CLI; each sets `func(args) -> int`. Bad input prints
-one line `evalsuite: error: ...` and exits 2.
-"""
-
+"""`evalsuite pairs export|summarize` and `evalsuite raters add|list|serve`: blind A/B human evaluation."""
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
 import sys
 from pathlib import Path
 
-from evalsuite.humaneval import db, results
-from evalsuite.humaneval.bundle import BundleError, export_bundle, load_key, load_served, read_outputs_jsonl
-from evalsuite.humaneval.summary import format_table, summarize
+from ..errors import EvalsuiteError
+from ..humaneval import db, results
+from ..humaneval.bundle import export_bundle, load_key, load_served, read_outputs_jsonl
+from ..humaneval.summary import format_table, summarize
 
 
-class UsageError(ValueError):
-    pass
+class UsageError(EvalsuiteError, ValueError):
+    """Arguments that do not fit together (named by their flags: this is the command line)."""
 
 
-def register(subparsers) -> None:
+def register(subparsers, add_db) -> None:
     pairs = subparsers.add_parser("pairs", help="blind A/B pair bundles for human evaluation")
     psub = pairs.add_subparsers(dest="pairs_command", required=True)
 
@@ -33,16 +28,16 @@ def register(subparsers) -> None:
     p.add_argument("--from-jsonl", help="SYSTEM=path.jsonl,... (each line: prompt_id, prompt, text, audio?)")
     p.add_argument("--seed", type=int, help="RNG seed for sampling and left/right (default: random, recorded)")
     p.add_argument("--key-out", type=Path, help="where to write the key (default: OUT/key/key.json)")
-    _db_arg(p)
-    p.set_defaults(func=_guard(cmd_export))
+    add_db(p)
+    p.set_defaults(func=cmd_export)
 
     p = psub.add_parser("summarize", help="win rates, Bradley–Terry, agreement; writes human_pref metric rows")
     p.add_argument("--bundle", required=True, type=Path)
     p.add_argument("--key", type=Path, help="key.json (default: BUNDLE/key/key.json)")
     p.add_argument("--json", type=Path, help="also write the full summary as JSON here")
     p.add_argument("--no-store", action="store_true", help="print only; do not write metric rows to the store")
-    _db_arg(p)
-    p.set_defaults(func=_guard(cmd_summarize))
+    add_db(p)
+    p.set_defaults(func=cmd_summarize)
 
     raters = subparsers.add_parser("raters", help="raters and the rating web form")
     rsub = raters.add_subparsers(dest="raters_command", required=True)
@@ -52,35 +47,20 @@ def register(subparsers) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--n", type=int, help="pairs to assign (default: all, in a random order)")
     p.add_argument("--base-url", default="http://127.0.0.1:8000", help="where `raters serve` is reachable")
-    _db_arg(p)
-    p.set_defaults(func=_guard(cmd_add))
+    add_db(p)
+    p.set_defaults(func=cmd_add)
 
     p = rsub.add_parser("list", help="raters of a bundle and their progress")
     p.add_argument("--bundle", required=True, type=Path)
-    _db_arg(p)
-    p.set_defaults(func=_guard(cmd_list))
+    add_db(p)
+    p.set_defaults(func=cmd_list)
 
     p = rsub.add_parser("serve", help="serve the rating form")
     p.add_argument("--bundle", required=True, type=Path)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    _db_arg(p)
-    p.set_defaults(func=_guard(cmd_serve))
-
-
-def _db_arg(p) -> None:
-    p.add_argument("--db", help="results database URL (default: $EVALSUITE_DB or the store's default)")
-
-
-def _guard(fn):
-    def run(args) -> int:
-        try:
-            return fn(args) or 0
-        except (UsageError, BundleError, ValueError) as e:
-            print(f"evalsuite: error: {e}", file=sys.stderr)
-            sys.exit(2)
-
-    return run
+    add_db(p)
+    p.set_defaults(func=cmd_serve)
 
 
 def _parse_sources(spec: str, systems: list[str]) -> dict[str, Path]:
@@ -157,7 +137,7 @@ def cmd_list(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from evalsuite.humaneval.app import create_app
+    from ..humaneval.app import create_app
 
     app = create_app(args.bundle, results.db_url(args.db))
     print(f"serving bundle {args.bundle} on http://{args.host}:{args.port}/ (raters open their /r/... links)")
@@ -165,10 +145,3 @@ def cmd_serve(args) -> int:
         print("warning: not loopback; the links are secrets, so expose the form only behind HTTPS", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="evalsuite", description="human evaluation commands")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)

@@ -1,29 +1,21 @@
 """`evalsuite gate | dashboard | leaderboard build`: looking at results and deciding on promotions."""
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .errors import EvalsuiteError
-from .models import REPO_ROOT
+from ttt_omni.resources import bundled, config_path
 
-DEFAULT_CURRICULUM = REPO_ROOT / "configs" / "curriculum.yaml"
-DASHBOARD_APP = REPO_ROOT / "dashboards" / "app.py"
+from ..errors import EvalsuiteError
 
 
-def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None,
-                   help="results store: SQLAlchemy URL or SQLite file (default: $EVALSUITE_DB or results/evalsuite.db)")
-
-
-def register(sub) -> None:
+def register(sub, add_db) -> None:
     gate = sub.add_parser("gate", help="evaluate a curriculum stage's promotion rules for a checkpoint; record a decision")
     gate.add_argument("--checkpoint", required=True, help="HF checkpoint directory (or ttt:PATH, hf:PATH, tiny)")
     gate.add_argument("--stage", type=int, required=True, help="the stage the checkpoint was trained in")
-    gate.add_argument("--config", default=str(DEFAULT_CURRICULUM),
+    gate.add_argument("--config", default=None,
                       help="curriculum YAML with the stages' gate rules (default: configs/curriculum.yaml)")
     gate.add_argument("--monitor", default=None,
                       help="training monitor CSV to store first (default: RUN/monitor.csv beside RUN/final, if any)")
@@ -33,13 +25,13 @@ def register(sub) -> None:
     action.add_argument("--force", action="store_true", help="record a forced promotion (needs --by and --reason)")
     gate.add_argument("--by", default="", help="name of the person deciding")
     gate.add_argument("--reason", default="", help="why (required with --approve / --reject / --force)")
-    _add_db(gate)
+    add_db(gate)
     gate.set_defaults(func=cmd_gate)
 
     dash = sub.add_parser("dashboard", help="start the Streamlit dashboard on the results store")
     dash.add_argument("--port", type=int, default=8501)
     dash.add_argument("--address", default="127.0.0.1", help="listen address (default: loopback only)")
-    _add_db(dash)
+    add_db(dash)
     dash.set_defaults(func=cmd_dashboard)
 
     board = sub.add_parser("leaderboard", help="leaderboard tables from the results store")
@@ -47,7 +39,7 @@ def register(sub) -> None:
     build = bsub.add_parser("build", help="write leaderboards/NAME.md and NAME.csv for every leaderboards/*.yaml")
     build.add_argument("--definitions", default=None, help="folder of leaderboard YAMLs (default: leaderboards/)")
     build.add_argument("--output", default=None, help="folder to write the tables to (default: the definitions')")
-    _add_db(build)
+    add_db(build)
     build.set_defaults(func=cmd_leaderboard_build)
 
 
@@ -55,24 +47,28 @@ def cmd_gate(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from . import gate, gate_db, train_monitor
-    from .checkpoint_id import checkpoint_identity
-    from .store import Store
+    from .. import gate, gate_db, train_monitor
+    from ..checkpoint_id import checkpoint_identity
+    from ..store import Store
 
     human = "approved" if args.approve else "rejected" if args.reject else "forced" if args.force else None
     if human and not (args.by.strip() and args.reason.strip()):
         raise EvalsuiteError(f"--{'approve' if args.approve else 'reject' if args.reject else 'force'} needs "
                              "--by NAME and --reason TEXT (they are recorded with the decision)")
+    try:
+        config = str(config_path(args.config or "curriculum"))
+    except FileNotFoundError as e:
+        raise gate.GateError(f"--config: {e}") from None
     model_id, model_hash = checkpoint_identity(args.checkpoint)
     store = Store(args.db)
     monitor = Path(args.monitor) if args.monitor else train_monitor.find_monitor_csv(args.checkpoint)
     if monitor is not None:
         train_monitor.ingest(store, monitor, model_id=model_id, model_hash=model_hash, checkpoint=args.checkpoint)
-    result = gate.evaluate(store, model_hash, args.config, args.stage)
+    result = gate.evaluate(store, model_hash, config, args.stage)
     decision_id = gate.decide(store, result, args.checkpoint, outcome=human, by=args.by or "gate",
                               reason=args.reason)
     console = Console()
-    table = Table(title=f"gate: stage {args.stage} of {args.config} | {model_id} (hash {model_hash})")
+    table = Table(title=f"gate: stage {args.stage} of {config} | {model_id} (hash {model_hash})")
     for col in ("rule", "evidence", "value [95% CI]", "threshold", "result"):
         table.add_column(col)
     for r in result.rules:
@@ -97,7 +93,7 @@ def cmd_dashboard(args) -> int:
     env = dict(os.environ)
     if args.db:
         env["EVALSUITE_DB"] = args.db
-    cmd = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--server.headless", "true",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(bundled("dashboards", "app.py")), "--server.headless", "true",
            "--server.address", args.address, "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
     print(f"dashboard: http://{args.address}:{args.port}  (Ctrl-C stops it)", flush=True)
     try:
@@ -107,9 +103,9 @@ def cmd_dashboard(args) -> int:
 
 
 def cmd_leaderboard_build(args) -> int:
-    from .leaderboard import DEFAULT_DIR, build
-    from .store import Store
+    from ..leaderboard import build
+    from ..store import Store
 
-    for path in build(Store(args.db), args.definitions or DEFAULT_DIR, args.output):
+    for path in build(Store(args.db), args.definitions, args.output):
         print(f"wrote {path}")
     return 0
