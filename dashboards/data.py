@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import make_url
 
+from evalsuite import gate_db
 from evalsuite.store import Store, default_url
 
 DEMO = ".venv/bin/evalsuite run --task ppl_vs_length          # the README's demo: tiny model, bundled books"
@@ -64,8 +65,6 @@ def bin_number(b: str) -> float | None:
 
 def stages_by_hash(store: Store) -> dict[str, set[int]]:
     """Curriculum stage(s) of each checkpoint: from its training-monitor run and its gate decisions."""
-    from evalsuite import gate_db
-
     out: dict[str, set[int]] = {}
     for h, config in zip(*[store.runs(task="train_monitor")[c] for c in ("model_hash", "config")]):
         stage = json.loads(config).get("stage")

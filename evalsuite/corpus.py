@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ttt_omni.data_manifest import books
+
 from .errors import CorpusError
 
 
@@ -30,8 +32,6 @@ class Document:
 
 
 def bundled_books(split: str = "eval") -> list[Document]:
-    from ttt_omni.data_manifest import books
-
     try:
         found = books(split=split)
     except ValueError as e:

@@ -10,9 +10,14 @@ import functools
 import hashlib
 import importlib.metadata
 import platform
+import subprocess
 from pathlib import Path
 
 import torch
+
+from ttt_omni.ops import backend_name, triton_precision
+
+from . import __version__
 
 PACKAGES = ("torch", "transformers", "lm_eval", "triton", "numpy", "tokenizers", "accelerate")
 SOURCE_PACKAGES = ("ttt_omni", "evalsuite")
@@ -34,6 +39,22 @@ def code_hash() -> str:
         for path in sorted(root.rglob("*.py")):
             h.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """`git describe --always --dirty` of a source checkout, or the package version when installed from a wheel."""
+    if (SOURCE_ROOT / "pyproject.toml").is_file():
+        try:
+            out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=SOURCE_ROOT, capture_output=True,
+                                 text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"evalsuite-{__version__}"
 
 
 def device_name(device: torch.device | str) -> str:
@@ -61,8 +82,6 @@ def _has_ttt_layers(model: torch.nn.Module) -> bool:
 
 def environment(model: torch.nn.Module) -> dict:
     """The environment a run of `model` is measured in (JSON-ready)."""
-    from ttt_omni.ops import backend_name, triton_precision
-
     param = next(model.parameters())
     backend = backend_name(param.device) if _has_ttt_layers(model) else None
     return {

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ttt_omni.atomic import write_text
 from ttt_omni.resources import bundled
 
 from .errors import EvalsuiteError
@@ -163,8 +164,5 @@ def build(store: Store, directory: str | Path | None = None, out_dir: str | Path
         long = rows(store, board)
         for path, text in ((out_dir / f"{board.name}.md", markdown(board, table(store, board))),
                            (out_dir / f"{board.name}.csv", long.to_csv(index=False, float_format="%.10g"))):
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-            written.append(path)
+            written.append(write_text(path, text))
     return written

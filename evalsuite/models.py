@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ttt_omni.atomic import write_text
 from ttt_omni.resources import bundled
 
 from .errors import ModelSpecError, NonFiniteModelError
@@ -140,7 +141,7 @@ def _external_encoder(path: Path, config) -> Path | None:
     itself and it lies outside the directory (else None: the directory hash covers it)."""
     from safetensors import safe_open
 
-    from ttt_omni.convert import weight_files
+    from ttt_omni.checkpoint_files import weight_files
     from ttt_omni.speech.omni_checkpoint import ENCODER_PREFIX, resolve_encoder_path
 
     for file in weight_files(path):
@@ -183,12 +184,5 @@ def content_hash(path: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     digest = h.hexdigest()[:16]
-    _atomic_write(memo, digest)
+    write_text(memo, digest)
     return digest
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +18,8 @@ from tqdm import tqdm
 
 from ttt_omni.ops.validate import NonFiniteError
 
-from . import __version__
 from .corpus import user_corpus
-from .environment import describe, differences, environment
+from .environment import code_version, describe, differences, environment
 from .errors import CorpusError, EvalsuiteError, NonFiniteModelError
 from .models import LoadedModel, load_model
 from .registry import KINDS, Registry, TaskSpec, validate_spec
@@ -41,22 +38,6 @@ class RunResult:
     units_skipped: int  # already in the store (resumed)
     not_resumed: dict[int, str] = field(default_factory=dict)  # unfinished runs left alone: id -> what differs
     notes: list[str] = field(default_factory=list)  # the task's notes on this run (TaskKind.notes)
-
-
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
-
-
-def code_version() -> str:
-    """`git describe --always --dirty` of a source checkout, or the package version when installed from a wheel."""
-    if (SOURCE_ROOT / "pyproject.toml").is_file():
-        try:
-            out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=SOURCE_ROOT, capture_output=True,
-                                 text=True, timeout=10)
-            if out.returncode == 0 and out.stdout.strip():
-                return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return f"evalsuite-{__version__}"
 
 
 def shard_from_env() -> tuple[int, int]:
@@ -80,7 +61,8 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     world_size = env_world if world_size is None else world_size
     if not 0 <= rank < world_size:
         raise EvalsuiteError(f"shard rank {rank} is not in [0, world size {world_size})")
-    spec = task if isinstance(task, TaskSpec) else Registry(include_paths).get(task)
+    registry = Registry(include_paths)
+    spec = task if isinstance(task, TaskSpec) else registry.get(task)
     if lengths:
         spec = dataclasses.replace(spec, lengths=sorted(set(lengths)), source=f"{spec.source} (--lengths)")
         validate_spec(spec)
@@ -92,7 +74,8 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     if loaded.device.type == "cpu" and sum(p.numel() for p in loaded.model.parameters()) < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny matmuls: OpenMP threads cost more than they give (many times so when busy)
-    kind = KINDS[spec.kind](spec, loaded, seed=seed, limit=limit, corpus=corpus, device=str(loaded.device))
+    kind = KINDS[spec.kind](spec, loaded, seed=seed, limit=limit, corpus=corpus, device=str(loaded.device),
+                            registry=registry)
     units = kind.units()
     if not units:
         raise CorpusError(f"task {spec.name}: no units of work (empty corpus or --limit 0)")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CorpusError
+from .environment import code_version
 from .store import Store
 
 TASK = "train_monitor"
@@ -64,8 +65,6 @@ def ingest(store: Store, monitor_csv: str | Path, *, model_id: str, model_hash: 
     train_config = monitor_csv.with_name("config.json")
     config = {"monitor_csv": str(monitor_csv.resolve()), "content_sha256": digest,
               "stage": json.loads(train_config.read_text()).get("stage") if train_config.is_file() else None}
-    from .runner import code_version
-
     run_id = store.start_run(task=TASK, task_version=TASK_VERSION, task_kind=TASK, model_id=model_id,
                              model_hash=model_hash, model_spec=str(checkpoint), config=config, seed=0,
                              n_units=1 + (log is not None), code_version=code_version(), resume=False)

@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ttt_omni.atomic import replacing_file
+
 from .errors import EvalsuiteError
 
 SAMPLE_RATE = 16000
@@ -45,5 +47,6 @@ def espeak(text: str, path: str | os.PathLike, voice: str = "en-us", words_per_m
                              capture_output=True, text=True)
         if run.returncode != 0:
             raise TTSError(f"sox could not convert espeak-ng's output: {run.stderr.strip()}")
-        os.replace(out, path)
+        with replacing_file(path) as target:
+            shutil.copyfile(out, target)
     return path

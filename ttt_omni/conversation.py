@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from ttt_omni.atomic import replacing_file
 from ttt_omni.cache import TTTHybridCache
 from ttt_omni.hf_compat import cache_kwargs
 
@@ -132,14 +132,8 @@ class ConversationStore:
         metadata = {"format_version": FORMAT_VERSION, "conversation_id": conversation_id,
                     "layout": json.dumps(self._layout())}
         path = self._path(conversation_id)
-        fd, tmp = tempfile.mkstemp(prefix=f".{conversation_id}.", suffix=".tmp", dir=self.directory)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
         return path
 
     def restore(self, conversation_id: str) -> Conversation:

@@ -10,26 +10,20 @@ half written; a report of what was copied, initialised, carried and dropped is s
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from ttt_omni.atomic import replacing_dir
+from ttt_omni.checkpoint_files import MAX_SHARD_BYTES, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, load_weights, save_sharded
 from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
 from ttt_omni.models.modeling_ttt_llama import TTTLlamaForCausalLM, build_ttt_layer
 
-WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 REPORT_NAME = "conversion_report.json"
-MAX_SHARD_BYTES = 5 * 1024**3
 # config.json fields that describe the source file, not the model geometry
 _SOURCE_ONLY_FIELDS = ("model_type", "architectures", "transformers_version", "quantization_config", "auto_map",
                        "_name_or_path")
@@ -70,38 +64,6 @@ def read_config(src: Path) -> dict:
         raise ValueError(f"{path} does not describe a Llama model (model_type={config.get('model_type')!r}, "
                          f"missing {missing}); expected a Llama or LLaMA-Omni config")
     return config
-
-
-def weight_files(src: Path) -> list[Path]:
-    """The safetensors files of a checkpoint: a single model.safetensors or the shards its index names."""
-    index = src / WEIGHTS_INDEX_NAME
-    if index.is_file():
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{index} is not a valid safetensors index (needs a 'weight_map'): {e}") from None
-        missing = [n for n in names if not (src / n).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{index} names shards that are not in {src}: {missing}")
-        return [src / n for n in names]
-    if (src / WEIGHTS_NAME).is_file():
-        return [src / WEIGHTS_NAME]
-    others = sorted(p.name for p in src.glob("*.bin")) + sorted(p.name for p in src.glob("*.safetensors"))
-    raise FileNotFoundError(f"{src} has no weights: expected {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME}"
-                            + (f" (found {others}; re-save the model with safe_serialization)" if others else ""))
-
-
-def load_weights(src: Path) -> dict[str, torch.Tensor]:
-    tensors: dict[str, torch.Tensor] = {}
-    for path in weight_files(src):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                for key in f.keys():
-                    tensors[key] = f.get_tensor(key)
-        except (SafetensorError, OSError) as e:
-            raise ValueError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt "
-                             "or incomplete") from None
-    return tensors
 
 
 # ---------------------------------------------------------------- building the hybrid's tensors
@@ -203,31 +165,6 @@ def hybrid_config(source_config: dict, ttt_layers: list[int] | None = None, ttt_
     return config
 
 
-# ---------------------------------------------------------------- writing
-def _save_sharded(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> None:
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for key, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][key] = t.contiguous()
-        size += nbytes
-    metadata = {"format": "pt"}
-    if len(shards) == 1:
-        save_file(shards[0], str(out / WEIGHTS_NAME), metadata=metadata)
-        return
-    weight_map = {}
-    for n, shard in enumerate(shards, 1):
-        name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(out / name), metadata=metadata)
-        weight_map.update(dict.fromkeys(shard, name))
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    (out / WEIGHTS_INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
-                                                     indent=2))
-
-
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_layers: list[int] | None = None,
                        ttt_type: str = "linear", mini_batch_size: int = 64, ttt_base_lr: float = 1.0,
                        attention_window: int | None = None, scan_checkpoint_every: int | None = None,
@@ -238,17 +175,15 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_la
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"checkpoint directory {src} does not exist")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):  # checked before the long part, and again at the end
         raise FileExistsError(f"output {dst} already exists and is not an empty directory; choose a new path")
     config = hybrid_config(read_config(src), ttt_layers, ttt_type, mini_batch_size, ttt_base_lr, attention_window,
                            scan_checkpoint_every)
     report = ConversionReport(str(src), str(dst), list(config.ttt_layers))
     tensors = convert_state_dict(load_weights(src), config, seed=seed, init_std=init_std, report=report)
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
-        _save_sharded(tensors, tmp, max_shard_bytes)
+    with replacing_dir(dst, overwrite=False) as tmp:
+        save_sharded(tensors, tmp, max_shard_bytes)
         config.save_pretrained(tmp)
         skip = {"config.json", WEIGHTS_NAME, WEIGHTS_INDEX_NAME}
         for path in sorted(src.iterdir()):
@@ -256,52 +191,4 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_la
                 shutil.copy2(path, tmp / path.name)
                 report.files_copied.append(path.name)
         (tmp / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2))
-        if dst.exists():
-            dst.rmdir()  # empty, checked above
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
-
-
-# ---------------------------------------------------------------- command line
-def parse_layers(text: str) -> list[int]:
-    """"24-31" or "20,22,24-27" -> sorted layer indices."""
-    layers: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            layers.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--ttt-layers {text!r}: expected indices like '24-31' or '20,22,24-27'")
-    return sorted(layers)
-
-
-def add_convert_command(subparsers) -> None:
-    p = subparsers.add_parser("convert", help="Llama(-Omni) checkpoint directory -> TTT-Llama hybrid checkpoint",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="transformers checkpoint directory (config.json + safetensors)")
-    p.add_argument("output", help="new directory for the hybrid checkpoint")
-    p.add_argument("--ttt-layers", type=parse_layers, default=None, help="layers to replace (default: the top 8)")
-    p.add_argument("--ttt-type", choices=["linear", "mlp"], default="linear")
-    p.add_argument("--mini-batch-size", type=int, default=64)
-    p.add_argument("--ttt-base-lr", type=float, default=1.0)
-    p.add_argument("--attention-window", type=int, default=None,
-                   help="sliding-window attention in the kept layers (bounded-memory mode)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the inner models' random initial weights")
-    p.add_argument("--init-std", type=float, default=0.02, help="std of the inner models' initial weights")
-    p.set_defaults(func=_run_convert)
-
-
-def _run_convert(args) -> int:
-    try:
-        report = convert_checkpoint(args.source, args.output, ttt_layers=args.ttt_layers, ttt_type=args.ttt_type,
-                                    mini_batch_size=args.mini_batch_size, ttt_base_lr=args.ttt_base_lr,
-                                    attention_window=args.attention_window, seed=args.seed, init_std=args.init_std)
-    except (OSError, ValueError) as e:
-        print(f"ttt-omni convert: error: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"report: {Path(args.output) / REPORT_NAME}")
-    return 0

@@ -19,13 +19,13 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import random
 import shutil
-import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+
+from ttt_omni.atomic import replacing_dir, write_text
 
 from ..errors import EvalsuiteError
 
@@ -92,20 +92,6 @@ def _check_wav(path: Path) -> None:
 
 def _new_id(rng: random.Random) -> str:
     return f"{rng.getrandbits(ID_BITS):0{ID_BITS // 4}x}"
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonl(rows) -> str:
@@ -185,27 +171,20 @@ def export_bundle(
         "pairs": key_pairs,
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with replacing_dir(out_dir, overwrite=False) as tmp:
         (tmp / "audio").mkdir()
         for src, name in copies:
             shutil.copyfile(src, tmp / "audio" / name)
-        _atomic_write(tmp / "items.jsonl", items_text)
-        _atomic_write(tmp / "bundle.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (tmp / "items.jsonl").write_text(items_text, encoding="utf-8")
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         _write_external_exports(tmp / "export", items)
         if not key_out:
-            _atomic_write(tmp / "key" / "key.json", json.dumps(key, indent=2, sort_keys=True) + "\n")
-            _atomic_write(tmp / "key" / "key.csv", _key_csv(key))
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            (tmp / "key").mkdir()
+            (tmp / "key" / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+            (tmp / "key" / "key.csv").write_text(_key_csv(key))
     if key_out:
-        _atomic_write(key_path, json.dumps(key, indent=2, sort_keys=True) + "\n")
-        _atomic_write(key_path.with_suffix(".csv"), _key_csv(key))
+        write_text(key_path, json.dumps(key, indent=2, sort_keys=True) + "\n")
+        write_text(key_path.with_suffix(".csv"), _key_csv(key))
     return key
 
 
@@ -218,12 +197,13 @@ def _write_external_exports(folder: Path, items: list[dict]) -> None:
             row[f"{side}_text"] = it[side]["text"]
             row[f"{side}_audio"] = f"audio/{it[side]['audio']}.wav" if it[side]["audio"] else ""
         rows.append(row)
-    _atomic_write(folder / "pairs.jsonl", _jsonl(rows))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pairs.jsonl").write_text(_jsonl(rows), encoding="utf-8")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    _atomic_write(folder / "pairs.csv", buf.getvalue())
+    (folder / "pairs.csv").write_text(buf.getvalue(), encoding="utf-8")
 
 
 def _key_csv(key: dict) -> str:

@@ -11,7 +11,8 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from evalsuite.humaneval.bundle import BundleError, Output
+from ..store import Store, config_hash, default_url
+from .bundle import BundleError, Output
 
 TASK = "human_pref"
 TASK_VERSION = "1"
@@ -20,8 +21,6 @@ OUTPUT_SAMPLE = "output"
 
 def db_url(cli_value: str | None) -> str:
     """--db, else $EVALSUITE_DB, else the store's default file; a plain path is taken as a SQLite file."""
-    from evalsuite.store import default_url  # imported on use: the store is developed alongside this package
-
     url = cli_value or default_url()
     if "://" not in url:
         url = f"sqlite:///{Path(url).resolve()}"
@@ -29,8 +28,6 @@ def db_url(cli_value: str | None) -> str:
 
 
 def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[str, Output]]:
-    from evalsuite.store import Store
-
     store = Store(url)
     runs = store.runs(task=task, status="finished")
     out = {}
@@ -58,8 +55,6 @@ def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[s
 def write_rows(url: str, key: dict, rows: list[dict]) -> int:
     """One finished run of task human_pref for the bundle; its model is the first system of the key (list the
     candidate first: the win_rate row "A vs B" is A's rate)."""
-    from evalsuite.store import Store, config_hash
-
     store = Store(url)
     first = key["systems"][0]
     try:

@@ -30,7 +30,7 @@ import pandas as pd
 from ..errors import EvalsuiteError, TaskSpecError
 from ..metrics.stats import bootstrap_indices, percentile_ci
 from ..metrics.wer import normalize, segment_errors, utterance_errors
-from ..registry import TaskKind, TaskSpec, Unit, register_kind
+from ..task import TaskSpec, Unit, register_kind
 from .generation import OUTPUT_SAMPLE, GenerationError, GenerationKind
 
 PARAMS = {"system": "auto", "reply": "passage", "turn": "text", "vocoder": "", "asr": "faster-whisper",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..metrics.coherence import embed, neighbour_cosines, prompt_cosines
-from ..registry import register_kind
+from ..task import register_kind
 from .generation import GenerationError, GenerationKind
 
 WINDOW_METRICS = ("neighbour_cos", "prompt_cos")

@@ -18,7 +18,8 @@ import pandas as pd
 from ..errors import TaskSpecError
 from ..metrics.paired import (paired_bootstrap_ci, paired_differences, permutation_p_value, sign_test_p_value,
                               verdict)
-from ..registry import KINDS, Registry, TaskKind, TaskSpec, Unit, register_kind
+from ..models import load_model
+from ..task import KINDS, TaskKind, TaskSpec, Unit, register_kind
 
 REQUIRED = {"task": str, "metric": str, "baseline": str, "higher_is_better": bool}
 OPTIONAL = {"alpha": 0.05, "n_boot": 1000, "test": "permutation"}
@@ -51,7 +52,9 @@ class Compare(TaskKind):
 
     @cached_property
     def inner_spec(self) -> TaskSpec:
-        inner = Registry().get(self.param("task"))
+        if self.registry is None:
+            raise TaskSpecError(f"{self.spec.source}: kind compare runs another task and needs the registry")
+        inner = self.registry.get(self.param("task"))
         if inner.kind == "compare":
             raise TaskSpecError(f"{self.spec.source}: params.task {inner.name!r} is itself a comparison")
         if self.spec.lengths:
@@ -65,12 +68,10 @@ class Compare(TaskKind):
 
     def _kind(self, model) -> TaskKind:
         return KINDS[self.inner_spec.kind](self.inner_spec, model, seed=self.seed, limit=self.limit,
-                                           corpus=self.corpus, device=self.device)
+                                           corpus=self.corpus, device=self.device, registry=self.registry)
 
     @cached_property
     def sides(self) -> dict[str, TaskKind]:
-        from ..models import load_model
-
         baseline = load_model(self.param("baseline"), device=self.device)
         return {"candidate": self._kind(self.model), "baseline": self._kind(baseline)}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..metrics.degeneration import detect_loop, distinct_n, rep_l, seq_rep_n
-from ..registry import register_kind
+from ..task import register_kind
 from .generation import GenerationKind
 
 WINDOW_METRICS = ("rep", "seq_rep_2", "seq_rep_4", "distinct_1", "distinct_2")

@@ -6,7 +6,7 @@ contradiction signal). Pronoun and gender consistency are not measured; see eval
 from __future__ import annotations
 
 from ..metrics.entities import drift, extract
-from ..registry import register_kind
+from ..task import register_kind
 from .generation import GenerationKind
 
 WINDOW_METRICS = ("retention", "new_rate", "label_flips")

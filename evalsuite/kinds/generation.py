@@ -23,7 +23,7 @@ from ..corpus import bundled_books, user_corpus
 from ..errors import EvalsuiteError, TaskSpecError
 from ..metrics.degeneration import slope
 from ..metrics.stats import bootstrap_indices, percentile_ci
-from ..registry import TaskKind, TaskSpec, Unit
+from ..task import TaskKind, TaskSpec, Unit
 
 DATASET_KEYS = {"source", "split", "path"}
 GENERATION_DEFAULTS = {"n_prompts": 8, "prompt_tokens": 256, "window": 1024, "do_sample": True, "temperature": 1.0,

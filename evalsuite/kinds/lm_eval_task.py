@@ -10,7 +10,7 @@ import math
 import pandas as pd
 
 from ..errors import UnknownTaskError
-from ..registry import LM_EVAL_PREFIX, TaskKind, TaskSpec, Unit, register_kind
+from ..task import LM_EVAL_PREFIX, TaskKind, TaskSpec, Unit, register_kind
 
 Z_95 = 1.959964
 

@@ -12,7 +12,7 @@ import torch
 from ..corpus import bundled_books, user_corpus
 from ..errors import TaskSpecError
 from ..metrics.ppl import bin_sums, ppl_metrics, token_nll
-from ..registry import TaskKind, TaskSpec, Unit, register_kind
+from ..task import TaskKind, TaskSpec, Unit, register_kind
 
 DATASET_KEYS = {"source", "split", "path"}
 PARAM_DEFAULTS = {"chunk_size": 2048, "stride": None, "n_boot": 1000}

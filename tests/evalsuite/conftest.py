@@ -33,6 +33,18 @@ def _train_tokenizer(out_dir: Path):
     return fast
 
 
+@pytest.fixture(autouse=True)
+def kinds_of_this_test_only():
+    """Kinds a test registers from its own --include-path files are forgotten after it (the registry refuses a
+    second kind of one name, and tests reuse names)."""
+    from evalsuite.task import KINDS
+
+    before = dict(KINDS)
+    yield
+    KINDS.clear()
+    KINDS.update(before)
+
+
 @pytest.fixture(scope="session")
 def micro_llama_dir(tmp_path_factory) -> Path:
     """A 2-layer Llama with a 96-token context (so long documents are windowed), saved as an HF directory."""

@@ -1,5 +1,4 @@
 """`evalsuite plot`: a PNG of a metric over numeric bins for several runs; clear errors otherwise."""
-import pytest
 
 from evalsuite.cli import main
 from evalsuite.plot import bin_value

@@ -63,6 +63,21 @@ def test_entry_point_group_adds_tasks(tmp_path, monkeypatch):
     sys.modules.pop("thirdparty_tasks", None)
 
 
+def test_a_second_kind_of_the_same_name_is_refused(tmp_path):
+    (tmp_path / "first.py").write_text(KIND_PY.format(kind="echo_twice"))
+    Registry([tmp_path])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "second.py").write_text(KIND_PY.format(kind="echo_twice"))
+    with pytest.raises(TaskSpecError, match="kind 'echo_twice' is registered twice"):
+        Registry([other])
+    builtin = tmp_path / "builtin"
+    builtin.mkdir()
+    (builtin / "shadow.py").write_text(KIND_PY.format(kind="ppl_vs_length"))
+    with pytest.raises(TaskSpecError, match="kind 'ppl_vs_length' is registered twice"):
+        Registry([builtin])
+
+
 def test_unknown_task_suggests_close_matches():
     with pytest.raises(UnknownTaskError, match="did you mean ppl_vs_length"):
         Registry().get("ppl_vs_lenght")

@@ -186,7 +186,6 @@ def test_a_store_from_before_environments_gains_the_column(tmp_path):
 def test_nan_weights_in_a_checkpoint_are_one_line_before_any_run(tmp_path, capsys):
     import shutil
 
-    import torch
     from safetensors.torch import load_file, save_file
 
     from ttt_omni.resources import bundled

@@ -13,11 +13,10 @@ from transformers import AutoTokenizer
 from ttt_omni.cli import main
 from ttt_omni.conversation import ConversationStore
 from ttt_omni.hf_compat import cache_kwargs
-from ttt_omni.speech import load_omni, save_omni
-from ttt_omni.speech.model import SPEECH_TOKEN_INDEX
 from ttt_omni.speech.audio import load_wav
 from ttt_omni.speech.chat import OmniChat
-from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint, is_omni_checkpoint, load_omni
+from ttt_omni.speech.model import SPEECH_TOKEN_INDEX
+from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint, is_omni_checkpoint, load_omni, save_omni
 from ttt_omni.speech.vocoder import UnitVocoder
 
 from support.speech import UNITS, tone, write_llama_omni

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM, WhisperModel
 
-from ttt_omni.speech.audio import save_wav
 from ttt_omni.speech.encoder import hf_to_openai, whisper_config, whisper_dims
 from ttt_omni.speech.generator import SpeechGeneratorCTC
 from ttt_omni.speech.projector import SpeechProjector

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
+
+from ttt_omni.atomic import replacing_file
 
 SAMPLE_RATE = 16000
 
@@ -80,15 +81,8 @@ def save_wav(path: str | os.PathLike, samples, rate: int = SAMPLE_RATE) -> Path:
     path = Path(path)
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype(np.int16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing_file(path) as tmp:
         wavfile.write(tmp, rate, pcm)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -194,7 +194,7 @@ class SpeechEncoder(nn.Module):
     @classmethod
     def from_hf_directory(cls, path: str | os.PathLike, **kwargs) -> "SpeechEncoder":
         """A transformers Whisper checkpoint directory (its encoder part)."""
-        from ttt_omni.convert import load_weights
+        from ttt_omni.checkpoint_files import load_weights
 
         path = Path(path)
         config = WhisperConfig.from_pretrained(str(path))

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ttt_omni.convert import (REPORT_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, _save_sharded, convert_checkpoint,
-                              hybrid_config, weight_files)
+from ttt_omni.atomic import replacing_dir
+from ttt_omni.checkpoint_files import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, save_sharded, weight_files
+from ttt_omni.convert import REPORT_NAME, convert_checkpoint, hybrid_config
 from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
 from ttt_omni.models.modeling_ttt_llama import TTTLlamaForCausalLM
 
@@ -155,31 +153,15 @@ def omni_state_dict(model: OmniSpeechTTT) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Moves a finished directory into place; an existing one is removed only after the new one is there."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def save_omni(model: OmniSpeechTTT, path: str | os.PathLike, tokenizer=None) -> Path:
     """Writes `model` (and `tokenizer`) as a LLaMA-Omni-layout directory, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        _save_sharded(omni_state_dict(model), tmp, 5 * 1024**3)
+    with replacing_dir(path) as tmp:
+        save_sharded(omni_state_dict(model), tmp)
         model.config.architectures = [TTTLlamaForCausalLM.__name__]
         model.config.save_pretrained(str(tmp))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -213,10 +195,8 @@ def convert_omni_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
             raise ValueError(f"{src} has no {prefix}* tensors; expected a LLaMA-Omni checkpoint with its speech "
                              "projector and generator")
     encoder = _encoder(src, config, tensors, speech_encoder)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent)) / "out"
-    try:
-        report = convert_checkpoint(src, tmp, **convert_kwargs)
+    with replacing_dir(dst, overwrite=False) as tmp:
+        report = convert_checkpoint(src, tmp, **convert_kwargs)  # fills the (empty) temporary directory
         if speech_encoder is not None or not _strip(tensors, ENCODER_PREFIX):
             openai = hf_to_openai(encoder.encoder.state_dict())
             _add_weight_file(tmp, ENCODER_FILE, {ENCODER_PREFIX + k: v for k, v in openai.items()})
@@ -227,45 +207,11 @@ def convert_omni_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
         report_data = json.loads((tmp / REPORT_NAME).read_text())
         report_data["speech_encoder"] = ("stored from " + str(speech_encoder or config.speech_encoder)
                                          if (tmp / ENCODER_FILE).exists() else "carried from the source weights")
+        report_data["output"] = str(dst)
         (tmp / REPORT_NAME).write_text(json.dumps(report_data, indent=2))
-        if dst.exists():
-            dst.rmdir()  # empty, checked above
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
     report.output = str(dst)
     return report
 
 
-def add_convert_options(subparsers) -> None:
-    """Extends `ttt-omni convert` with the speech options (LLaMA-Omni directories are detected by their config)."""
-    convert = subparsers.choices["convert"]
-    convert.add_argument("--speech-encoder", default=None,
-                         help="LLaMA-Omni sources: Whisper encoder (.pt such as large-v3.pt, or a Whisper "
-                              "directory) when the checkpoint's `speech_encoder` path does not resolve")
-    plain = convert.get_default("func")
-
-    def run(args) -> int:
-        if not is_omni_checkpoint(args.source):
-            if args.speech_encoder is not None:
-                print(f"ttt-omni convert: error: --speech-encoder is only for LLaMA-Omni checkpoints; {args.source} "
-                      "is not one", file=sys.stderr)
-                return 2
-            return plain(args)
-        try:
-            report = convert_omni_checkpoint(
-                args.source, args.output, speech_encoder=args.speech_encoder, ttt_layers=args.ttt_layers,
-                ttt_type=args.ttt_type, mini_batch_size=args.mini_batch_size, ttt_base_lr=args.ttt_base_lr,
-                attention_window=args.attention_window, seed=args.seed, init_std=args.init_std)
-        except (OSError, ValueError) as e:
-            print(f"ttt-omni convert: error: {e}", file=sys.stderr)
-            return 2
-        print(report.summary() + " (LLaMA-Omni: speech encoder, projector and generator kept)")
-        print(f"report: {Path(args.output) / REPORT_NAME}")
-        return 0
-
-    convert.set_defaults(func=run)
-
-
 __all__ = ["is_omni_checkpoint", "load_omni", "save_omni", "convert_omni_checkpoint", "omni_state_dict",
-           "add_convert_options", "speech_tensors"]
+           "speech_tensors"]
