@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 import streamlit as st  # noqa: E402
 
 from dashboards import data  # noqa: E402
+from evalsuite.database import database_url  # noqa: E402
 from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, runs  # noqa: E402
 
 PAGES = {
@@ -27,7 +28,7 @@ PAGES = {
 }
 
 st.set_page_config(page_title="ttt-omni results", layout="wide")
-url = data.store_url()
+url = database_url()
 problem = data.missing_store(url)
 if problem:
     st.title("ttt-omni results")

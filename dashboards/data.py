@@ -10,15 +10,10 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from evalsuite import gate_db
-from evalsuite.store import Store, default_url
+from evalsuite.store import Store
 
 DEMO = ".venv/bin/evalsuite run --task ppl_vs_length          # the README's demo: tiny model, bundled books"
 NON_EVAL_TASKS = {"ppl_vs_length", "human_pref", "train_monitor"}
-
-
-def store_url() -> str:
-    url = default_url()
-    return url if "://" in url else f"sqlite:///{Path(url).resolve()}"
 
 
 def missing_store(url: str) -> str | None:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import pandas as pd
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 
+from .database import create_tables
 from .errors import EvalsuiteError
 from .store import Store
 
@@ -47,7 +48,7 @@ class DecisionError(EvalsuiteError, ValueError):
 
 def _store(store: Store | str | None) -> Store:
     store = store if isinstance(store, Store) else Store(store)
-    store._retry(lambda: METADATA.create_all(store.engine))
+    create_tables(store.engine, METADATA)
     return store
 
 
@@ -66,7 +67,7 @@ def record(store: Store | str | None, *, model_hash: str, checkpoint: str, stage
     def txn():
         with store.engine.begin() as c:
             return c.execute(insert(decisions_table).values(**row)).inserted_primary_key[0]
-    return store._retry(txn)
+    return store.transaction(txn)
 
 
 def history(store: Store | str | None, *, model_hash: str | None = None, stage: int | None = None) -> pd.DataFrame:
@@ -77,7 +78,7 @@ def history(store: Store | str | None, *, model_hash: str | None = None, stage: 
         q = q.where(decisions_table.c.model_hash == model_hash)
     if stage is not None:
         q = q.where(decisions_table.c.stage == int(stage))
-    return store._frame(q)
+    return store.frame(q)
 
 
 def latest(store: Store | str | None, model_hash: str, stage: int) -> dict | None:

@@ -11,16 +11,14 @@ Tables
   metrics  the results: run_id, task, task_version, model_id, model_hash, name, bin (e.g. "length=8192", "" for
            none), value, ci_low, ci_high, n. Task and model are repeated here so that a query such as "degradation_pct
            at length=8192 for model hash X" needs no join.
-Later tables (e.g. decisions of the promotion gate) are added to `METADATA`; `Store()` creates missing tables and
-adds columns that a store written by an older version lacks (all such columns are nullable).
+Other parts keep their tables on `METADATA` too (the gate's decisions, evalsuite.gate_db); `Store()` creates missing
+tables and adds columns that a store written by an older version lacks (all such columns are nullable). The
+database itself (URL, engine, SQLite's WAL and BEGIN IMMEDIATE) is evalsuite.database's.
 
 API: `Store(url)`, `start_run(...)`, `done_units(run_id)`, `add_unit(run_id, key, samples)`, `samples(run_id)`,
 `claim_finalize(run_id)`, `complete_run(run_id, rows)` (metrics + finished, atomically), `add_metrics(run_id, rows)`,
-`finish_run(run_id, status)`, `run(run_id)`, `runs(...)`,
-`metrics(...)`; the last three return plain dicts / pandas DataFrames.
-
-SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE (writers queue on the busy timeout
-instead of failing), so several processes can write to one file without losing rows.
+`finish_run(run_id, status)`, `run(run_id)`, `runs(...)`, `metrics(...)` (plain dicts / pandas DataFrames), and for
+other tables on METADATA `transaction(fn)` (a retried write) and `frame(query)`.
 """
 from __future__ import annotations
 
@@ -28,20 +26,16 @@ import hashlib
 import json
 import os
 import socket
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import (Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        create_engine, event, func, insert, inspect, select, update)
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+                        func, insert, select, update)
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from .database import create_tables, database_url, make_engine, retry
 from .errors import StoreError
-
-DEFAULT_DB = Path("results") / "evalsuite.db"
-ENV_VAR = "EVALSUITE_DB"
-SQLITE_BUSY_TIMEOUT_S = 120
 
 METADATA = MetaData()
 
@@ -108,11 +102,6 @@ metrics_table = Table(
 )
 
 
-def default_url() -> str:
-    """`$EVALSUITE_DB` if set, else the SQLite file results/evalsuite.db under the working directory."""
-    return os.environ.get(ENV_VAR) or f"sqlite:///{DEFAULT_DB.resolve()}"
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -122,65 +111,26 @@ def config_hash(obj) -> str:
 
 
 class Store:
-    """A results database. `url` is any SQLAlchemy URL or a plain file path (taken as SQLite); None = default_url()."""
+    """A results database. `url` is any SQLAlchemy URL or a plain file path (taken as SQLite); None = $EVALSUITE_DB
+    or results/evalsuite.db."""
 
     def __init__(self, url: str | os.PathLike | None = None):
-        url = str(url) if url is not None else default_url()
-        if "://" not in url:
-            url = f"sqlite:///{Path(url).resolve()}"
-        self.url = url
+        self.url = database_url(url)
+        self.engine = make_engine(self.url)
         try:
-            self.engine = create_engine(url, future=True)
-        except (ArgumentError, ImportError) as e:
-            raise StoreError(f"results store URL {url!r} does not work: {e}") from None
-        if self.engine.dialect.name == "sqlite":
-            self._setup_sqlite()
-        try:
-            self._retry(lambda: METADATA.create_all(self.engine))
-            self._retry(self._add_missing_columns)
+            create_tables(self.engine, METADATA)
         except OperationalError as e:
-            raise StoreError(f"cannot open results store {url!r}: {e.orig}") from None
+            raise StoreError(f"cannot open results store {self.url!r}: {e.orig}") from None
 
-    def _add_missing_columns(self) -> None:
-        """Columns added to a table after a store was created (nullable ones only) are added to that store."""
-        existing = inspect(self.engine)
-        for table in METADATA.sorted_tables:
-            have = {c["name"] for c in existing.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have:
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    with self.engine.begin() as c:
-                        c.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+    def transaction(self, fn):
+        """Runs `fn()` (which opens its own `engine.begin()` block), retried while the database is locked."""
+        return retry(fn)
 
-    def _setup_sqlite(self) -> None:
-        path = self.engine.url.database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-
-        @event.listens_for(self.engine, "connect")
-        def _on_connect(dbapi_conn, _record):
-            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event below emit BEGIN
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = NORMAL")
-            cur.execute("PRAGMA foreign_keys = ON")
-            cur.close()
-
-        @event.listens_for(self.engine, "begin")
-        def _on_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    @staticmethod
-    def _retry(fn, attempts: int = 20):
-        """Run a transaction, retrying on a locked database (rare with the busy timeout, possible at WAL setup)."""
-        for i in range(attempts):
-            try:
-                return fn()
-            except OperationalError as e:
-                if "locked" not in str(e.orig).lower() and "busy" not in str(e.orig).lower() or i == attempts - 1:
-                    raise
-                time.sleep(0.05 * (i + 1))
+    def frame(self, query) -> pd.DataFrame:
+        """The rows of a SELECT as a DataFrame."""
+        with self.engine.connect() as c:
+            res = c.execute(query)
+            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
 
     # --- runs ---------------------------------------------------------------------------------------------------
 
@@ -213,7 +163,7 @@ class Store:
 
         for _ in range(5):
             try:
-                return self._retry(txn)
+                return self.transaction(txn)
             except IntegrityError:  # another process created it between our select and insert (non-SQLite)
                 continue
         raise StoreError(f"could not create or resume a run of {task} in {self.url}")
@@ -237,7 +187,7 @@ class Store:
                 res = c.execute(update(runs_table).where(runs_table.c.id == run_id)
                                 .where(runs_table.c.status.in_(("running", "failed"))).values(status="finalizing"))
                 return res.rowcount == 1
-        return self._retry(txn)
+        return self.transaction(txn)
 
     def complete_run(self, run_id: int, rows: list[dict]) -> None:
         """Write the metric rows and mark the run finished, in one transaction (all or nothing)."""
@@ -249,7 +199,7 @@ class Store:
                     c.execute(insert(metrics_table), full)
                 c.execute(update(runs_table).where(runs_table.c.id == run_id)
                           .values(status="finished", error=None, finished_at=_now(), resume_key=None))
-        self._retry(txn)
+        self.transaction(txn)
 
     def run(self, run_id: int) -> dict:
         with self.engine.connect() as c:
@@ -277,7 +227,7 @@ class Store:
         for col, val in (("task", task), ("model_hash", model_hash), ("status", status)):
             if val is not None:
                 q = q.where(runs_table.c[col] == val)
-        return self._frame(q)
+        return self.frame(q)
 
     # --- units and samples --------------------------------------------------------------------------------------
 
@@ -299,12 +249,12 @@ class Store:
                     c.execute(insert(samples_table), rows)
             return True
         try:
-            return self._retry(txn)
+            return self.transaction(txn)
         except IntegrityError:
             return False
 
     def samples(self, run_id: int) -> pd.DataFrame:
-        return self._frame(select(samples_table).where(samples_table.c.run_id == run_id).order_by(samples_table.c.id))
+        return self.frame(select(samples_table).where(samples_table.c.run_id == run_id).order_by(samples_table.c.id))
 
     # --- metrics ------------------------------------------------------------------------------------------------
 
@@ -331,7 +281,7 @@ class Store:
                 q = q.where(metrics_table.c[col] == val)
         if finished_only:
             q = q.where(runs_table.c.status == "finished")
-        return self._frame(q)
+        return self.frame(q)
 
     # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -339,12 +289,7 @@ class Store:
         def txn():
             with self.engine.begin() as c:
                 c.execute(stmt, params) if params is not None else c.execute(stmt)
-        self._retry(txn)
-
-    def _frame(self, q) -> pd.DataFrame:
-        with self.engine.connect() as c:
-            res = c.execute(q)
-            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        self.transaction(txn)
 
     def export(self, path: str | Path, fmt: str, *, run_id: int | None = None, task: str | None = None) -> Path:
         """Write metric rows joined with their run (csv, json or parquet)."""

@@ -6,6 +6,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from ..database import database_url
 from ..errors import EvalsuiteError
 from ..humaneval import db, results
 from ..humaneval.bundle import export_bundle, load_key, load_served, read_outputs_jsonl
@@ -84,7 +85,7 @@ def cmd_export(args) -> int:
         outputs = {s: read_outputs_jsonl(paths[s]) for s in systems}
         sources = {s: str(paths[s].resolve()) for s in systems}
     else:
-        outputs = results.samples_outputs(results.db_url(args.db), args.task, systems)
+        outputs = results.samples_outputs(database_url(args.db), args.task, systems)
         sources = {s: f"store samples: task={args.task} model={s}" for s in systems}
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     key = export_bundle(outputs, args.task, args.n, seed, args.out, args.key_out, sources)
@@ -98,7 +99,7 @@ def cmd_summarize(args) -> int:
     key = load_key(args.key or args.bundle)
     if key["bundle_id"] != bundle.bundle_id:
         raise UsageError(f"--key: key is for bundle {key['bundle_id']}, not {bundle.bundle_id}")
-    url = results.db_url(args.db)
+    url = database_url(args.db)
     engine = db.make_engine(url)
     votes = db.bundle_votes(engine, bundle.bundle_id)
     if not votes:
@@ -115,7 +116,7 @@ def cmd_summarize(args) -> int:
 
 def cmd_add(args) -> int:
     bundle = load_served(args.bundle)
-    engine = db.make_engine(results.db_url(args.db))
+    engine = db.make_engine(database_url(args.db))
     db.register_bundle(engine, bundle.bundle_id, bundle.task, len(bundle.items))
     token = db.add_rater(engine, bundle.bundle_id, args.name, sorted(bundle.items), args.n)
     print(f"{args.base_url.rstrip('/')}/r/{token}")
@@ -125,7 +126,7 @@ def cmd_add(args) -> int:
 
 def cmd_list(args) -> int:
     bundle = load_served(args.bundle)
-    engine = db.make_engine(results.db_url(args.db))
+    engine = db.make_engine(database_url(args.db))
     rows = db.bundle_raters(engine, bundle.bundle_id)
     if not rows:
         print(f"no raters yet for bundle {bundle.bundle_id}")
@@ -139,7 +140,7 @@ def cmd_serve(args) -> int:
 
     from ..humaneval.app import create_app
 
-    app = create_app(args.bundle, results.db_url(args.db))
+    app = create_app(args.bundle, database_url(args.db))
     print(f"serving bundle {args.bundle} on http://{args.host}:{args.port}/ (raters open their /r/... links)")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print("warning: not loopback; the links are secrets, so expose the form only behind HTTPS", file=sys.stderr)

@@ -15,7 +15,6 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -28,14 +27,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
     func,
-    make_url,
 )
 from sqlalchemy.exc import IntegrityError
 
+from .. import database
 from ..errors import EvalsuiteError
 
 CHOICES = ("left", "right", "tie")
@@ -119,31 +116,9 @@ def hash_token(token: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url` with the human-eval tables created if missing."""
-    if url.startswith("sqlite"):
-        path = make_url(url).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=20, max_overflow=20
-        )
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn, _record):
-            dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN itself
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    """An engine for `url` (evalsuite.database's) with the human-eval tables created if missing."""
+    engine = database.make_engine(url)
+    database.create_tables(engine, metadata)
     return engine
 
 

@@ -11,20 +11,12 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..store import Store, config_hash, default_url
+from ..store import Store, config_hash
 from .bundle import BundleError, Output
 
 TASK = "human_pref"
 TASK_VERSION = "1"
 OUTPUT_SAMPLE = "output"
-
-
-def db_url(cli_value: str | None) -> str:
-    """--db, else $EVALSUITE_DB, else the store's default file; a plain path is taken as a SQLite file."""
-    url = cli_value or default_url()
-    if "://" not in url:
-        url = f"sqlite:///{Path(url).resolve()}"
-    return url
 
 
 def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[str, Output]]:
