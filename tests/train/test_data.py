@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from ttt_omni.train.data import IGNORE, LanePacker, TokenizedConversation, load_jsonl, parse_play
+from ttt_omni.labels import IGNORE_INDEX
+from ttt_omni.train.data import LanePacker, TokenizedConversation, load_jsonl, parse_play
 
 
 def test_parse_play_reads_speaker_turns():
@@ -29,7 +30,7 @@ def test_lanes_keep_conversations_whole_and_in_order():
         for row in range(3):
             conv = int(b["conversation"][row])
             if conv < 0:
-                assert bool(b["reset"][row]) and (b["labels"][row] == IGNORE).all()
+                assert bool(b["reset"][row]) and (b["labels"][row] == IGNORE_INDEX).all()
                 continue
             window = int(b["window"][row])
             # a lane continues its conversation: the previous window of this conversation was the lane's last step
@@ -37,7 +38,7 @@ def test_lanes_keep_conversations_whole_and_in_order():
                 assert seen[conv] == (step - 1, row, window - 1)
             assert bool(b["reset"][row]) == (window == 0)
             seen[conv] = (step, row, window)
-            real = b["labels"][row] != IGNORE
+            real = b["labels"][row] != IGNORE_INDEX
             n = int(real.sum())
             assert real[:n].all() and not real[n:].any(), "padding only after every real token"
             ids = packer.conversations[conv].ids
@@ -54,7 +55,7 @@ def test_padding_only_in_a_conversation_last_window():
         conv, window = int(b["conversation"][0]), int(b["window"][0])
         last = (len(packer.conversations[conv].ids) - 2) // 32
         if window < last:
-            assert (b["labels"][0] != IGNORE).all()
+            assert (b["labels"][0] != IGNORE_INDEX).all()
 
 
 def test_batches_are_deterministic_and_resumable():

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ttt_omni.hf_compat import cache_kwargs
+from ttt_omni.labels import IGNORE_INDEX
 from ttt_omni.models import TTTLlamaConfig, TTTLlamaForCausalLM
 
 from .encoder import SpeechEncoder, config_from_dims, whisper_dims
-from .generator import IGNORE_INDEX, SpeechGeneratorCTC
+from .generator import SpeechGeneratorCTC
 from .projector import SpeechProjector
 
 SPEECH_TOKEN_INDEX = -200

@@ -5,7 +5,7 @@ consecutive windows of the stage's context length. Its windows go, in order, to 
 batch), so the trainer can carry that row's TTT state from one step to the next and reset it only when the lane
 starts a new conversation. A window never spans two conversations, so there is no padding inside a conversation:
 only a conversation's last window is padded at its end (after every real token, so causality keeps the pads away
-from every real output), with labels -100 there. Lengths are multiples of the mini-batch size.
+from every real output), with labels IGNORE_INDEX (-100) there. Lengths are multiples of the mini-batch size.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ttt_omni.data_manifest import books
+from ttt_omni.labels import IGNORE_INDEX
 
-IGNORE = -100
 # "Nora.", "Helmer (wagging his finger).", "TREPLIEFF. [Listening]", "THE FLOWER GIRL [to Pickering]"
 _SPEAKER = re.compile(r"^(?P<name>(?:(?:Mrs|Mr|Dr|MRS|MR|DR)\.? )?(?:[A-Z][a-z]+|[A-Z][A-Z'\-]+(?: [A-Z][A-Z'\-]+){0,3}))"
                       r"(?:\s*(?P<stage>[\[(][^\])]*[\])]))?\s*(?:\.\s+|\s+(?=\[)|(?<=[\])])\s+)(?P<text>.+)", re.S)
@@ -169,7 +169,7 @@ class LanePacker:
         lanes = self.plan(step // per_epoch)
         B, L = self.batch_size, self.context
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
-        labels = torch.full((B, L), IGNORE, dtype=torch.long)
+        labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
         turn_ids = torch.full((B, L), -1, dtype=torch.long)
         reset = torch.ones(B, dtype=torch.bool)
         conv_idx = torch.full((B,), -1, dtype=torch.long)

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ttt_omni.labels import IGNORE_INDEX
 from ttt_omni.layers import keep_float32
 from ttt_omni.speech.model import OmniSpeechTTT, SpeechSequence
 from ttt_omni.speech.audio import load_wav
 from ttt_omni.speech.chat import SPEECH_INSTRUCTION, stop_tokens, tokenize_with_speech, turn_text
-from ttt_omni.speech.generator import IGNORE_INDEX
 
 from .config import TrainConfig
 from .trainer import append_csv, cosine_schedule, param_groups

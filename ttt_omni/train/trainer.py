@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from ttt_omni.hf_compat import cache_kwargs
+from ttt_omni.labels import IGNORE_INDEX
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
 from ttt_omni.ops import TTTState
 from ttt_omni.ops.validate import NonFiniteError
 
 from .config import TrainConfig
-from .data import IGNORE, LanePacker, book_conversations, load_jsonl, tokenize
+from .data import LanePacker, book_conversations, load_jsonl, tokenize
 from .monitor import MonitorAlarm, TTTMonitor
 from .tokenizer import load_tokenizer, train_bpe
 
@@ -184,7 +185,7 @@ class Trainer:
         if self.ttt:
             # Each window starts at position 0 (attention starts afresh); TTT carries its weights across windows.
             self.carried = {i: replace(cache.get_ttt_state(i).detach(), seen=0) for i in self.ttt}
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
     def train(self, until: int | None = None) -> dict:
         """Trains to cfg.steps (or stops early at step `until`; the schedule still targets cfg.steps)."""
