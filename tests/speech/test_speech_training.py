@@ -14,7 +14,8 @@ from ttt_omni.cli import main
 from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint, load_omni
 from ttt_omni.speech.units import UnitExtractor
 from ttt_omni.train.config import TrainConfig
-from ttt_omni.train.speech_batch import SpeechTrainer, load_speech_jsonl, reduce_units, speech_sequence
+from ttt_omni.train.data import load_jsonl
+from ttt_omni.train.speech_batch import SpeechTrainer, reduce_units, speech_sequence
 
 from support.speech import UNITS, speak
 
@@ -56,7 +57,7 @@ def test_speech_sequence_layout(speech_data):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    conv = load_speech_jsonl(root / "train.jsonl")[1]
+    conv = load_jsonl(root / "train.jsonl")[1]
     seq = speech_sequence(conv, tok)
     assert len(seq.input_ids) == len(seq.labels) == len(seq.reply) and len(seq.speech) == 1
     assert seq.units[0].tolist() == [3, 5, 5, 7, 1, 2, 9, 4, 4, 0, 11]
@@ -67,7 +68,7 @@ def test_speech_sequence_layout(speech_data):
     assert max(seq.reply) == 0  # the second, text-only reply has no units
     assert reduce_units([4, 4, 1, 4, 4, 4]) == [4, 1, 4]
     with pytest.raises(ValueError, match="no units"):
-        speech_sequence(load_speech_jsonl(root / "train.jsonl")[0], tok)
+        speech_sequence(load_jsonl(root / "train.jsonl")[0], tok)
 
 
 def test_training_steps_lower_the_loss_and_export_reloads(speech_data):

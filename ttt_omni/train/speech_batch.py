@@ -13,9 +13,7 @@ apart) and cosine schedule. `ttt-omni train` uses it when `model_from` is a LLaM
 """
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,48 +26,10 @@ from ttt_omni.speech.audio import load_wav
 from ttt_omni.speech.chat import SPEECH_INSTRUCTION, stop_tokens, tokenize_with_speech, turn_text
 
 from .config import TrainConfig
+from .data import Dialogue, load_jsonl
 from .trainer import append_csv, cosine_schedule, param_groups
 
 ASSISTANT = ("assistant", "gpt", "model")
-
-
-@dataclass
-class SpeechTurn:
-    speaker: str | None
-    text: str
-    audio: str | None = None
-    units: list[int] | None = None
-
-
-@dataclass
-class SpeechConversation:
-    conversation_id: str
-    turns: list[SpeechTurn] = field(default_factory=list)
-
-
-def load_speech_jsonl(path: str | Path) -> list[SpeechConversation]:
-    """Conversations with optional audio paths (made absolute against the JSONL's folder) and unit lists."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"conversation file not found: {path}")
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            turns = [SpeechTurn(t.get("speaker"), t.get("text", ""),
-                                str(path.parent / t["audio"]) if t.get("audio") else None,
-                                [int(u) for u in t["units"]] if t.get("units") is not None else None)
-                     for t in row["turns"]]
-            cid = str(row["conversation_id"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}:{n}: expected {{\"conversation_id\", \"turns\": [{{\"speaker\", \"text\", "
-                             f"\"audio\"?, \"units\"?}}]}} ({type(e).__name__}: {e})") from None
-        if not turns:
-            raise ValueError(f"{path}:{n}: conversation {cid!r} has no turns")
-        out.append(SpeechConversation(cid, turns))
-    return out
 
 
 def reduce_units(units) -> list[int]:
@@ -78,7 +38,7 @@ def reduce_units(units) -> list[int]:
     return [u for i, u in enumerate(units) if i == 0 or u != units[i - 1]]
 
 
-def speech_sequence(conv: SpeechConversation, tokenizer, unit_extractor=None) -> SpeechSequence:
+def speech_sequence(conv: Dialogue, tokenizer, unit_extractor=None) -> SpeechSequence:
     """A conversation -> token ids with speech placeholders, next-token labels on the replies, reply index of the
     positions whose hidden states feed the unit decoder, the user speech samples and the reply unit targets."""
     ids: list[int] = []
@@ -131,7 +91,7 @@ class SpeechTrainer:
         torch.manual_seed(cfg.seed)
         self.model = model if model is not None else load_omni(cfg.model_from)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model_from)
-        self.sequences = [speech_sequence(c, self.tokenizer, unit_extractor) for c in load_speech_jsonl(cfg.jsonl)]
+        self.sequences = [speech_sequence(c, self.tokenizer, unit_extractor) for c in load_jsonl(cfg.jsonl)]
         self.model.train()
         keep_float32(self.model)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), betas=(0.9, 0.95))
@@ -176,5 +136,4 @@ class SpeechTrainer:
         return save_omni(self.model, Path(path) if path else self.out / "final", tokenizer=self.tokenizer)
 
 
-__all__ = ["SpeechTrainer", "SpeechConversation", "SpeechTurn", "load_speech_jsonl", "speech_sequence",
-           "reduce_units"]
+__all__ = ["SpeechTrainer", "speech_sequence", "reduce_units"]
