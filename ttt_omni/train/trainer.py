@@ -141,7 +141,6 @@ class Trainer:
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self._set_seed(cfg.seed)
         model, self.task = self._speech(unit_extractor) if self.speech else self._text()
-        model.train()  # from_pretrained / load_omni give eval mode, in which HF skips gradient checkpointing
         if cfg.gradient_checkpointing:
             causal_lm(model).gradient_checkpointing_enable()
         self.ttt = ttt_layers(model)
@@ -179,7 +178,7 @@ class Trainer:
             raise ValueError(f"speech training ({cfg.model_from} is a LLaMA-Omni checkpoint) reads conversations "
                              "from `jsonl` (turns with audio / units), not `books_split`")
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model_from)
-        model = load_omni(cfg.model_from)
+        model = load_omni(cfg.model_from).train()  # load_omni gives eval mode
         num_units = speech_setting(model.config, "unit_vocab_size")
         sequences = [speech_sequence(d, self.tokenizer, unit_extractor, num_units) for d in load_jsonl(cfg.jsonl)]
         if model.speech_generator is None and any(s.units for s in sequences):
