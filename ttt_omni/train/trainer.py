@@ -214,6 +214,7 @@ class Trainer:
         return losses
 
     def loss(self, batch) -> torch.Tensor:
+        """The total loss of one batch (see `losses`)."""
         return self.losses(batch)["loss"]
 
     def train(self, until: int | None = None) -> dict:
