@@ -16,7 +16,8 @@ from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.speech.audio import load_wav
 from ttt_omni.speech.chat import OmniChat
 from ttt_omni.speech.model import SPEECH_TOKEN_INDEX
-from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint, is_omni_checkpoint, load_omni, save_omni
+from ttt_omni.speech.omni_checkpoint import (convert_omni_checkpoint, is_omni_checkpoint, load_omni, load_omni_state,
+                                             save_omni)
 from ttt_omni.speech.vocoder import UnitVocoder
 
 from support.speech import UNITS, tone, write_llama_omni
@@ -158,6 +159,11 @@ def test_model_save_round_trip_and_hour_scale_windows(converted, tmp_path):
     with safe_open(str(tmp_path / "saved" / "model.safetensors"), "pt") as f:
         assert "model.speech_encoder.blocks.0.attn.query.weight" in f.keys()  # LLaMA-Omni names on disk
     save_omni(model, tmp_path / "saved")  # overwriting replaces the directory whole
+    back = load_omni_state(tmp_path / "saved")  # the files under the model's own names: what resuming training reads
+    assert back.keys() == a.keys() and all(torch.equal(back[k], a[k]) for k in a)
+    doubled = {k: v * 2 for k, v in a.items()}  # weights given apart from the model (e.g. gathered FSDP shards)
+    save_omni(model, tmp_path / "doubled", state_dict=doubled)
+    assert all(torch.equal(v, doubled[k]) for k, v in load_omni_state(tmp_path / "doubled").items())
     # 61 one-second windows (the real model: 30 s windows, so the same code path serves an hour in 120 windows)
     speech = model.encode_speech(tone(61.0))
     assert speech.shape == (610, model.config.hidden_size)

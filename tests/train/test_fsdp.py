@@ -2,13 +2,14 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
 
 import torch
 import yaml
+
+from support.distributed import free_port
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch
@@ -21,16 +22,10 @@ SCRIPT = textwrap.dedent("""
         "sharded": all(type(p).__name__ == "DTensor" for p in inner.values()),
         "inner_dtypes": sorted({str(p.dtype) for p in inner.values()}),
         "state_dtypes": sorted({str(t.dtype) for s in trainer.carried.values() for t in s.tensors().values()}),
-        "rows": trainer.local_batch(0)["conversation"].tolist(),
+        "rows": trainer.task.batch(0)["conversation"].tolist(),
     }
     print("REPORT" + json.dumps(report), flush=True)
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_fsdp_two_processes_keep_ttt_float32(tmp_path, conversations_jsonl):

@@ -15,7 +15,7 @@ def _weights(trainer):
 def test_a_few_steps_lower_the_loss(tiny_train_config):
     cfg = tiny_train_config(steps=1, save_every=100)
     trainer = Trainer(cfg)
-    batch = trainer.packer.batch(0)
+    batch = trainer.task.packer.batch(0)
     with torch.no_grad():
         before = trainer.loss(batch).item()
     trainer.carried = {}
@@ -125,7 +125,7 @@ def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_j
 @pytest.mark.parametrize("reset_every", [None, 1])
 def test_state_carried_across_windows_unless_reset(tiny_train_config, reset_every):
     trainer = Trainer(tiny_train_config(state_reset_every=reset_every))
-    first, second = trainer.local_batch(0), trainer.local_batch(1)
+    first, second = trainer.task.batch(0), trainer.task.batch(1)
     assert not second["reset"].any(), "both lanes continue their conversation at step 1"
     with torch.no_grad():
         trainer.loss(first)

@@ -23,8 +23,6 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRot
 
 from ttt_omni.hf_compat import CACHE_ARG
 
-IGNORE_INDEX = -100
-
 
 def parse_ctc_decoder_config(text: str) -> tuple[int, int, int, int]:
     """"(2,4096,32,11008)" -> (layers, hidden, heads, ffn)."""

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ttt_omni.hf_compat import cache_kwargs
+from ttt_omni.labels import IGNORE_INDEX
 from ttt_omni.models import TTTLlamaConfig, TTTLlamaForCausalLM
 
 from .encoder import SpeechEncoder, config_from_dims, whisper_dims
-from .generator import IGNORE_INDEX, SpeechGeneratorCTC
+from .generator import SpeechGeneratorCTC
 from .projector import SpeechProjector
 
 SPEECH_TOKEN_INDEX = -200
@@ -202,6 +203,11 @@ class OmniSpeechTTT(nn.Module):
             last = self._hidden(cache, input_ids=torch.tensor([[token]], device=self.device))
 
     # ------------------------------------------------------------ training
+    def forward(self, seq: SpeechSequence, cache=None) -> dict[str, torch.Tensor]:
+        """The training losses of `seq` (see `loss`). Training calls the module, not `loss`, because that call is
+        what DDP (gradient sync) and FSDP (gathering shards) hook into."""
+        return self.loss(seq, cache)
+
     def loss(self, seq: SpeechSequence, cache=None) -> dict[str, torch.Tensor]:
         """LM loss on the labelled text positions + ctc_loss_weight x CTC loss of the speech replies' units."""
         if seq.labels is None or len(seq.labels) != len(seq.input_ids):

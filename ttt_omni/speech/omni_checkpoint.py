@@ -24,17 +24,20 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ttt_omni.atomic import replacing_dir
-from ttt_omni.checkpoint_files import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, save_sharded, weight_files
+from ttt_omni.checkpoint_files import WEIGHTS_INDEX_NAME, WEIGHTS_NAME, load_weights, save_sharded, weight_files
 from ttt_omni.convert import REPORT_NAME, convert_checkpoint, hybrid_config
 from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
 from ttt_omni.models.modeling_ttt_llama import TTTLlamaForCausalLM
 
-from .encoder import SpeechEncoder, dims_from_weights, hf_to_openai, load_speech_encoder, whisper_dims
+from .encoder import SpeechEncoder, dims_from_weights, hf_to_openai, load_speech_encoder, openai_to_hf, whisper_dims
 from .model import OmniLLM, OmniSpeechTTT
 
 ENCODER_PREFIX = "model.speech_encoder."
 PROJECTOR_PREFIX = "model.speech_projector."
 GENERATOR_PREFIX = "speech_generator."
+# where the same tensors live in OmniSpeechTTT (the LLM's own names are the same in both, under `llm.`)
+LLM_MODULE, ENCODER_MODULE = "llm.", "speech_encoder.encoder."
+PROJECTOR_MODULE, GENERATOR_MODULE = "speech_projector.", "speech_generator."
 ENCODER_FILE = "speech_encoder.safetensors"
 
 
@@ -141,23 +144,42 @@ def load_omni(path: str | os.PathLike, speech_encoder: str | os.PathLike | None 
     return model.eval()
 
 
-def omni_state_dict(model: OmniSpeechTTT) -> dict[str, torch.Tensor]:
-    """All tensors under LLaMA-Omni's names."""
-    state = {k: v for k, v in model.llm.state_dict().items()}
+def omni_state_dict(model: OmniSpeechTTT, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """All tensors under LLaMA-Omni's names. `state` is `model.state_dict()` (the default) or a full copy of it under
+    the same names, e.g. gathered from FSDP shards."""
+    state = model.state_dict() if state is None else state
+    out = _strip(state, LLM_MODULE)
     if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    state.update({ENCODER_PREFIX + k: v for k, v in hf_to_openai(model.speech_encoder.encoder.state_dict()).items()})
-    state.update({PROJECTOR_PREFIX + k: v for k, v in model.speech_projector.state_dict().items()})
-    if model.speech_generator is not None:
-        state.update({GENERATOR_PREFIX + k: v for k, v in model.speech_generator.state_dict().items()})
-    return {k: v.detach().cpu() for k, v in state.items()}
+        out.pop("lm_head.weight", None)
+    out.update({ENCODER_PREFIX + k: v for k, v in hf_to_openai(_strip(state, ENCODER_MODULE)).items()})
+    out.update({PROJECTOR_PREFIX + k: v for k, v in _strip(state, PROJECTOR_MODULE).items()})
+    out.update({GENERATOR_PREFIX + k: v for k, v in _strip(state, GENERATOR_MODULE).items()})
+    return {k: v.detach().cpu() for k, v in out.items()}
 
 
-def save_omni(model: OmniSpeechTTT, path: str | os.PathLike, tokenizer=None) -> Path:
-    """Writes `model` (and `tokenizer`) as a LLaMA-Omni-layout directory, atomically."""
+def load_omni_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a LLaMA-Omni-layout directory under `OmniSpeechTTT`'s own names (what `load_state_dict`
+    takes, e.g. to resume training from a checkpoint that `save_omni` wrote): the inverse of `omni_state_dict`."""
+    path = Path(path)
+    tensors = load_weights(path)
+    speech = (ENCODER_PREFIX, PROJECTOR_PREFIX, GENERATOR_PREFIX)
+    llm = {k: v for k, v in tensors.items() if not k.startswith(speech)}
+    if omni_config(path).tie_word_embeddings and "model.embed_tokens.weight" in llm:
+        llm.setdefault("lm_head.weight", llm["model.embed_tokens.weight"])
+    out = {LLM_MODULE + k: v for k, v in llm.items()}
+    out.update({ENCODER_MODULE + k: v for k, v in openai_to_hf(_strip(tensors, ENCODER_PREFIX)).items()})
+    out.update({PROJECTOR_MODULE + k: v for k, v in _strip(tensors, PROJECTOR_PREFIX).items()})
+    out.update({GENERATOR_MODULE + k: v for k, v in _strip(tensors, GENERATOR_PREFIX).items()})
+    return out
+
+
+def save_omni(model: OmniSpeechTTT, path: str | os.PathLike, tokenizer=None,
+              state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Writes `model` (and `tokenizer`) as a LLaMA-Omni-layout directory, atomically. `state_dict`: the weights to
+    write instead of the model's own (a full copy under the model's names, e.g. gathered from FSDP shards)."""
     path = Path(path)
     with replacing_dir(path) as tmp:
-        save_sharded(omni_state_dict(model), tmp)
+        save_sharded(omni_state_dict(model, state_dict), tmp)
         model.config.architectures = [TTTLlamaForCausalLM.__name__]
         model.config.save_pretrained(str(tmp))
         if tokenizer is not None:
@@ -214,4 +236,4 @@ def convert_omni_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
 
 
 __all__ = ["is_omni_checkpoint", "load_omni", "save_omni", "convert_omni_checkpoint", "omni_state_dict",
-           "speech_tensors"]
+           "load_omni_state", "speech_tensors"]

@@ -8,7 +8,8 @@ from .config import TrainConfig
 
 
 def add_train_commands(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a TTT-Llama (or its attention baseline) from a YAML config")
+    p = subparsers.add_parser("train", help="train a TTT-Llama (or its attention baseline), or a LLaMA-Omni(-layout) "
+                              "speech model, from a YAML config")
     p.add_argument("config", help="training YAML (see configs/)")
     p.add_argument("--stage", type=int, default=None, help="curriculum stage of the config to run")
     p.add_argument("--from", dest="from_ckpt", default=None, help="start from this HF checkpoint directory")
@@ -36,16 +37,7 @@ def _train(args: argparse.Namespace) -> int:
         print(check_stage(args.config, args.stage, args.from_ckpt, force=args.force, reason=args.reason, db=args.db))
         if args.from_ckpt:
             cfg.model_from, cfg.preset = args.from_ckpt, None
-        from ttt_omni.speech.omni_checkpoint import is_omni_checkpoint
-        if cfg.model_from and is_omni_checkpoint(cfg.model_from):  # speech turns: LM + CTC unit loss
-            from .speech_batch import SpeechTrainer
-            if args.resume:
-                raise ValueError("--resume is not supported for speech training (LLaMA-Omni checkpoints) yet")
-            speech = SpeechTrainer(cfg)
-            last = speech.train()
-            print(f"done: step {last['step']}, loss {last['loss']:.4f}; model at {speech.export()}")
-            return 0
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg)  # a LLaMA-Omni checkpoint trains on speech conversations, any other on text
         if args.resume and trainer.resume():
             print(f"resumed at step {trainer.step}")
         result = trainer.train()

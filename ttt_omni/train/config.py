@@ -13,7 +13,8 @@ from ttt_omni.resources import config_path
 class TrainConfig:
     output_dir: str
     seed: int = 0
-    # model: a preset name ("tiny") with overrides, or `from` an HF checkpoint directory (TTT-Llama or Llama)
+    # model: a preset name ("tiny") with overrides, or `from` an HF checkpoint directory (TTT-Llama or Llama); a
+    # LLaMA-Omni(-layout) directory (original or converted) trains on speech conversations from `jsonl`
     preset: str | None = "tiny"
     model_from: str | None = None
     model_overrides: dict = field(default_factory=dict)
@@ -21,9 +22,10 @@ class TrainConfig:
     # tokenizer: a directory, or a byte-level BPE of this size trained on the training corpus
     tokenizer: str | None = None
     bpe_vocab_size: int = 4096
-    # data: the bundled books of a split, or a JSONL of conversations
+    # data: the bundled books of a split, or a JSONL of conversations (train.data.load_jsonl)
     books_split: str | None = "train"
     jsonl: str | None = None
+    # text: windows of `context` tokens, `batch_size` rows per process; speech: one whole conversation per process
     context: int = 512
     batch_size: int = 4
     steps: int = 200
@@ -37,9 +39,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard with FSDP2 across the launched processes (torchrun / accelerate launch)
     train_only_ttt: bool = False
-    # TTT state is carried across a conversation's windows and reset at its boundary; with N it is also reset every N
-    # windows (1: every window starts fresh, as in TTT-LM training). Carried states were computed under older
+    # Text: TTT state is carried across a conversation's windows and reset at its boundary; with N it is also reset
+    # every N windows (1: every window starts fresh, as in TTT-LM training). Carried states were computed under older
     # weights: over hundreds of windows they go stale, and a model can learn to switch its carried update off.
+    # (A speech step is one whole conversation: its state starts fresh and is never carried.)
     state_reset_every: int | None = None
     save_every: int = 100
     monitor_every: int = 10

@@ -5,7 +5,10 @@ consecutive windows of the stage's context length. Its windows go, in order, to 
 batch), so the trainer can carry that row's TTT state from one step to the next and reset it only when the lane
 starts a new conversation. A window never spans two conversations, so there is no padding inside a conversation:
 only a conversation's last window is padded at its end (after every real token, so causality keeps the pads away
-from every real output), with labels -100 there. Lengths are multiples of the mini-batch size.
+from every real output), with labels IGNORE_INDEX (-100) there. Lengths are multiples of the mini-batch size.
+
+`load_jsonl` reads the one JSONL conversation format of text and speech training alike (speech training turns the
+same `Dialogue`s into whole-conversation speech sequences: speech_data.py).
 """
 from __future__ import annotations
 
@@ -18,22 +21,29 @@ from pathlib import Path
 import torch
 
 from ttt_omni.data_manifest import books
+from ttt_omni.labels import IGNORE_INDEX
 
-IGNORE = -100
 # "Nora.", "Helmer (wagging his finger).", "TREPLIEFF. [Listening]", "THE FLOWER GIRL [to Pickering]"
 _SPEAKER = re.compile(r"^(?P<name>(?:(?:Mrs|Mr|Dr|MRS|MR|DR)\.? )?(?:[A-Z][a-z]+|[A-Z][A-Z'\-]+(?: [A-Z][A-Z'\-]+){0,3}))"
                       r"(?:\s*(?P<stage>[\[(][^\])]*[\])]))?\s*(?:\.\s+|\s+(?=\[)|(?<=[\])])\s+)(?P<text>.+)", re.S)
+
+
+JSONL_FORMAT = '{"conversation_id", "turns": [{"speaker", "text", "audio"?, "units"?}]}'
 
 
 @dataclass
 class Turn:
     speaker: str | None
     text: str
-    audio: str | None = None
+    audio: str | None = None  # a WAV path (load_jsonl makes it absolute)
+    units: list[int] | None = None  # a spoken reply's speech units (the unit decoder's CTC targets)
 
 
 @dataclass
-class Conversation:
+class Dialogue:
+    """A training conversation: a book, a play read as speaker turns, or a JSONL line. (The live state of a
+    conversation being chatted with is `ttt_omni.conversation.Conversation`.)"""
+
     conversation_id: str
     turns: list[Turn]
 
@@ -60,18 +70,22 @@ def parse_play(text: str, min_turns: int = 20) -> list[Turn]:
     return turns
 
 
-def book_conversations(split: str = "train") -> list[Conversation]:
+def book_conversations(split: str = "train") -> list[Dialogue]:
     """The bundled books of one split: novels as one-turn documents, plays and dialogues as speaker turns."""
     out = []
     for book in books(split):
         text = book.read()
         turns = parse_play(text) if book.kind in ("play", "dialogue") else [Turn(None, text)]
-        out.append(Conversation(book.file.removesuffix(".txt"), turns))
+        out.append(Dialogue(book.file.removesuffix(".txt"), turns))
     return out
 
 
-def load_jsonl(path: str | Path) -> list[Conversation]:
-    """Conversations from JSONL lines {"conversation_id", "turns": [{"speaker", "text", "audio"?}]}."""
+def load_jsonl(path: str | Path) -> list[Dialogue]:
+    """Conversations from JSONL lines {"conversation_id", "turns": [{"speaker", "text", "audio"?, "units"?}]}.
+
+    `audio` is a WAV path relative to the JSONL file (made absolute here); a turn with audio may leave out `text`;
+    `units` are a spoken reply's speech units. Text training reads only speakers and text; speech training all of it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"conversation file not found: {path}")
@@ -81,15 +95,47 @@ def load_jsonl(path: str | Path) -> list[Conversation]:
             continue
         try:
             row = json.loads(line)
-            turns = [Turn(t.get("speaker"), t["text"], t.get("audio")) for t in row["turns"]]
-            cid = str(row["conversation_id"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: expected {{\"conversation_id\": ..., \"turns\": [{{\"speaker\", \"text\"}}]}}"
-                             f" ({type(e).__name__}: {e})") from None
-        if not turns:
-            raise ValueError(f"{path}:{n}: conversation {cid!r} has no turns")
-        out.append(Conversation(cid, turns))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: expected one JSON object per line, {JSONL_FORMAT}; not JSON: {e}") from None
+        out.append(_dialogue(row, f"{path}:{n}", path.parent))
     return out
+
+
+def _dialogue(row, where: str, folder: Path) -> Dialogue:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object {JSONL_FORMAT}, got a {type(row).__name__}")
+    missing = [k for k in ("conversation_id", "turns") if k not in row]
+    if missing:
+        raise ValueError(f"{where}: expected {JSONL_FORMAT}; missing {', '.join(missing)}")
+    cid = row["conversation_id"]
+    if isinstance(cid, bool) or not isinstance(cid, (str, int)):
+        raise ValueError(f"{where}: expected conversation_id to be a string or an integer, got {cid!r}")
+    cid, turns = str(cid), row["turns"]
+    if not isinstance(turns, list):
+        raise ValueError(f"{where}: conversation {cid!r}: expected turns to be a list, got a {type(turns).__name__}")
+    if not turns:
+        raise ValueError(f"{where}: conversation {cid!r} has no turns")
+    return Dialogue(cid, [_turn(t, f"{where}: conversation {cid!r}, turn {k}", folder) for k, t in enumerate(turns)])
+
+
+def _turn(turn, where: str, folder: Path) -> Turn:
+    if not isinstance(turn, dict):
+        raise ValueError(f'{where}: expected an object {{"speaker", "text", "audio"?, "units"?}}, got a '
+                         f"{type(turn).__name__}")
+    speaker, text, audio, units = (turn.get(k) for k in ("speaker", "text", "audio", "units"))
+    if speaker is not None and not isinstance(speaker, str):
+        raise ValueError(f"{where}: expected speaker to be a string, got {speaker!r}")
+    if audio is not None and not (isinstance(audio, str) and audio):
+        raise ValueError(f"{where}: expected audio to be a WAV path (relative to the JSONL file), got {audio!r}")
+    if text is None and audio is None:
+        raise ValueError(f"{where}: expected text (a string; it may be left out only in a turn with audio)")
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"{where}: expected text to be a string, got {text!r}")
+    if units is not None and not (isinstance(units, list) and units and all(
+            isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in units)):
+        raise ValueError(f"{where}: expected units to be a non-empty list of unit ids (integers >= 0), got "
+                         f"{str(units)[:80]}")
+    return Turn(speaker, text or "", str(folder / audio) if audio else None, units)
 
 
 @dataclass
@@ -99,7 +145,7 @@ class TokenizedConversation:
     turn_ids: list[int]  # turn number of every token
 
 
-def tokenize(conv: Conversation, tokenizer) -> TokenizedConversation:
+def tokenize(conv: Dialogue, tokenizer) -> TokenizedConversation:
     """Turns are rendered as "Speaker: text" paragraphs; each token remembers its turn number."""
     ids, turn_ids = [], []
     for n, turn in enumerate(conv.turns):
@@ -169,7 +215,7 @@ class LanePacker:
         lanes = self.plan(step // per_epoch)
         B, L = self.batch_size, self.context
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
-        labels = torch.full((B, L), IGNORE, dtype=torch.long)
+        labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
         turn_ids = torch.full((B, L), -1, dtype=torch.long)
         reset = torch.ones(B, dtype=torch.bool)
         conv_idx = torch.full((B,), -1, dtype=torch.long)

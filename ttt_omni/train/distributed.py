@@ -18,14 +18,15 @@ from ttt_omni.layers import TTTInnerParams
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
-def shard(model: torch.nn.Module, bf16: bool) -> torch.nn.Module:
+def shard(model: torch.nn.Module, layers: list[torch.nn.Module], bf16: bool) -> torch.nn.Module:
+    """Shards each TTT inner model, each of `layers` (the LLM's decoder layers) and the rest with the root."""
     compute = torch.bfloat16 if bf16 else torch.float32
     main = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
     fp32 = MixedPrecisionPolicy(param_dtype=torch.float32, reduce_dtype=torch.float32)
     for module in model.modules():
         if isinstance(module, TTTInnerParams):
             fully_shard(module, mp_policy=fp32, reshard_after_forward=False)
-    for layer in model.model.layers:
+    for layer in layers:
         fully_shard(layer, mp_policy=main)
     fully_shard(model, mp_policy=main)
     return model

@@ -1,12 +1,16 @@
-"""The training loop: accelerate on one CPU, one GPU or many; TTT state carried across a conversation's windows.
+"""The training loop: accelerate on one CPU, one GPU or many; text or speech, one loop.
 
-Batch row b is a lane (see data.LanePacker): its TTT state at the end of one step is the start state of its next
-window (detached: truncated backprop through time) unless that window starts a new conversation. The inner-model
-parameters are float32 in their own optimizer group; bf16 autocast never touches them (the ops turn autocast
-off). Checkpoints hold everything needed to continue bit-identically: weights, optimizer, scheduler, RNG states,
-the step, and the carried TTT states (one file per process).
+What a step learns from is a task (tasks.py): text windows of conversations (a TTT-Llama or Llama; each batch row
+is a lane whose TTT state is carried across its conversation's windows, see data.LanePacker) or, when `model_from`
+is a LLaMA-Omni(-layout) checkpoint, whole speech conversations (an `OmniSpeechTTT`; loss = LM + ctc_loss_weight x
+CTC on the replies' speech units). Everything else is this one loop: the inner-model parameters are float32 in
+their own optimizer group (bf16 autocast never touches them: the ops turn autocast off), a cosine schedule,
+gradient clipping, train_log.csv, the TTT monitor and NaN alarms, and checkpoints that hold everything needed to
+continue bit-identically: weights, optimizer, scheduler, RNG states, the step, and the carried TTT states (one file
+per process); the data order is a function of (seed, step). A speech model is written (checkpoints and `final/`)
+in the LLaMA-Omni layout (`ttt_omni.speech.save_omni`), a text model as an HF directory.
 With `fsdp: true` and several processes the model is sharded by distributed.shard (FSDP2); otherwise accelerate
-prepares it (DDP when several processes). Each process takes its own rows (lanes) of the global batch.
+prepares it (DDP when several processes). Each process takes its own share of the global batch.
 """
 from __future__ import annotations
 
@@ -16,24 +20,28 @@ import math
 import os
 import random
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from ttt_omni.hf_compat import cache_kwargs
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
 from ttt_omni.ops import TTTState
 from ttt_omni.ops.validate import NonFiniteError
+from ttt_omni.speech.model import OmniSpeechTTT, speech_setting
+from ttt_omni.speech.omni_checkpoint import is_omni_checkpoint, load_omni, load_omni_state, save_omni
 
 from .config import TrainConfig
-from .data import IGNORE, LanePacker, book_conversations, load_jsonl, tokenize
+from .data import LanePacker, book_conversations, load_jsonl, tokenize
 from .monitor import MonitorAlarm, TTTMonitor
+from .speech_data import speech_sequence
+from .tasks import SpeechConversations, TextWindows
 from .tokenizer import load_tokenizer, train_bpe
 
 TTT_CONFIG_KEYS = ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr", "attention_window",
@@ -55,21 +63,30 @@ def build_model(cfg: TrainConfig, vocab_size: int):
     return TTTLlamaForCausalLM(config)
 
 
+def causal_lm(model):
+    """The causal LM: the model itself, or the LLM inside an OmniSpeechTTT."""
+    return model.llm if isinstance(model, OmniSpeechTTT) else model
+
+
+def decoder_layers(model) -> list[torch.nn.Module]:
+    return list(getattr(getattr(causal_lm(model), "model", None), "layers", []))
+
+
 def ttt_layers(model) -> dict[int, TTTBase]:
     """Decoder layer index -> its TTT layer (empty for a plain attention model)."""
-    layers = getattr(getattr(model, "model", None), "layers", [])
-    return {i: m for i, layer in enumerate(layers) for m in layer.modules() if isinstance(m, TTTBase)}
+    return {i: m for i, layer in enumerate(decoder_layers(model)) for m in layer.modules() if isinstance(m, TTTBase)}
 
 
 def param_groups(model, cfg: TrainConfig) -> list[dict]:
     """fp32 inner-model params in their own group (no decay); decay only on matrices; train_only_ttt freezes
-    everything outside the TTT layers."""
+    everything outside the TTT layers; frozen parameters (e.g. the speech encoder) are left out."""
     ttt_param_ids = {id(p) for layer in ttt_layers(model).values() for p in layer.parameters()}
     inner_ids = {id(p) for m in model.modules() if isinstance(m, TTTInnerParams) for p in m.parameters()}
     inner, decay, no_decay = [], [], []
     for p in model.parameters():
         if cfg.train_only_ttt and id(p) not in ttt_param_ids:
             p.requires_grad_(False)
+        if not p.requires_grad:
             continue
         if id(p) in inner_ids:
             inner.append(p)
@@ -103,29 +120,35 @@ def assert_inner_fp32(model) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None):
+    """One training run (see the module docstring); `train()` runs it, `resume()` first continues a checkpoint.
+    `unit_extractor` (speech only): a `ttt_omni.speech.units.UnitExtractor` (HuBERT + k-means) that turns the
+    `audio` of replies without `units` into unit targets."""
+
+    def __init__(self, cfg: TrainConfig, accelerator: Accelerator | None = None, unit_extractor=None):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
+        self.speech = cfg.model_from is not None and is_omni_checkpoint(cfg.model_from)
+        if unit_extractor is not None and not self.speech:
+            raise ValueError("unit_extractor is for speech training: model_from must be a LLaMA-Omni(-layout) "
+                             f"checkpoint, got {cfg.model_from or 'preset ' + repr(cfg.preset)}")
         # Under FSDP the precision policy lives in the sharding; autocast would be redundant.
         mixed = "bf16" if cfg.bf16 and not cfg.fsdp else "no"
+        # A speech step may leave parts unused (the unit decoder in a conversation without units): DDP must know.
+        ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if self.speech else []
         # cpu=True is what lets accelerate form a gloo process group under torchrun on a machine without CUDA.
-        self.accelerator = accelerator or Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator or Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available(),
+                                                      kwargs_handlers=ddp)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self._set_seed(cfg.seed)
-        convs = book_conversations(cfg.books_split) if cfg.books_split else load_jsonl(cfg.jsonl)
-        self.tokenizer = self._tokenizer(convs)
-        model = build_model(cfg, len(self.tokenizer))
+        model, self.task = self._speech(unit_extractor) if self.speech else self._text()
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            causal_lm(model).gradient_checkpointing_enable()
         self.ttt = ttt_layers(model)
-        mb = next(iter(self.ttt.values())).mini_batch_size if self.ttt else 1
-        self.packer = LanePacker([tokenize(c, self.tokenizer) for c in convs], cfg.batch_size * self.world,
-                                 cfg.context, mb, seed=cfg.seed, pad_id=self.tokenizer.pad_token_id or 0)
         if cfg.fsdp:
             if self.world < 2:
                 raise ValueError("fsdp: true needs several processes; launch with torchrun or accelerate launch")
             from .distributed import shard
-            model = shard(model.to(self.accelerator.device), cfg.bf16)
+            model = shard(model.to(self.accelerator.device), decoder_layers(model), cfg.bf16)
         optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=(0.9, 0.95))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(cfg))
         if cfg.fsdp:
@@ -137,6 +160,31 @@ class Trainer:
         self.monitor = TTTMonitor(self.unwrapped, self.out / "monitor.csv", cfg.monitor_every, cfg.max_abs)
         self.step = 0
         self.carried: dict[int, TTTState] = {}
+
+    def _text(self) -> tuple[torch.nn.Module, TextWindows]:
+        cfg = self.cfg
+        dialogues = book_conversations(cfg.books_split) if cfg.books_split else load_jsonl(cfg.jsonl)
+        self.tokenizer = self._tokenizer(dialogues)
+        model = build_model(cfg, len(self.tokenizer))
+        ttt = ttt_layers(model)
+        mb = next(iter(ttt.values())).mini_batch_size if ttt else 1
+        packer = LanePacker([tokenize(d, self.tokenizer) for d in dialogues], cfg.batch_size * self.world,
+                            cfg.context, mb, seed=cfg.seed, pad_id=self.tokenizer.pad_token_id or 0)
+        return model, TextWindows(packer, self.accelerator, list(ttt), cfg.state_reset_every)
+
+    def _speech(self, unit_extractor) -> tuple[torch.nn.Module, SpeechConversations]:
+        cfg = self.cfg
+        if cfg.jsonl is None:
+            raise ValueError(f"speech training ({cfg.model_from} is a LLaMA-Omni checkpoint) reads conversations "
+                             "from `jsonl` (turns with audio / units), not `books_split`")
+        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model_from)
+        model = load_omni(cfg.model_from).train()  # load_omni gives eval mode
+        num_units = speech_setting(model.config, "unit_vocab_size")
+        sequences = [speech_sequence(d, self.tokenizer, unit_extractor, num_units) for d in load_jsonl(cfg.jsonl)]
+        if model.speech_generator is None and any(s.units for s in sequences):
+            raise ValueError(f"{cfg.model_from} has no speech generator (its config sets no speech_generator_type), "
+                             f"but replies in {cfg.jsonl} have speech units to learn")
+        return model, SpeechConversations(sequences, self.accelerator, cfg.seed)
 
     @property
     def unwrapped(self):
@@ -160,31 +208,14 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def local_batch(self, step: int) -> dict:
-        """This process's rows (lanes) of the global batch of `step`."""
-        rows = slice(self.rank * self.cfg.batch_size, (self.rank + 1) * self.cfg.batch_size)
-        return {k: v[rows] for k, v in self.packer.batch(step).items()}
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        """The task's losses of one batch ("loss" and the parts it logs); the carried TTT states move on."""
+        losses, self.carried = self.task.loss(self.model, batch, self.carried)
+        return losses
 
-    def loss(self, batch: dict) -> torch.Tensor:
-        device = self.accelerator.device
-        input_ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
-        kwargs = {}
-        if self.ttt:
-            cache = self.unwrapped.make_cache()
-            restart = batch["reset"]
-            if self.cfg.state_reset_every:
-                restart = restart | (batch["window"] % self.cfg.state_reset_every == 0)
-            if self.carried and not restart.all():
-                for i, state in self.carried.items():
-                    cache.update_ttt_state(state, i)
-                cache.restart_ttt_rows(restart.to(device))
-            kwargs = cache_kwargs(cache)
-        with self.accelerator.autocast():
-            logits = self.model(input_ids=input_ids, **kwargs).logits
-        if self.ttt:
-            # Each window starts at position 0 (attention starts afresh); TTT carries its weights across windows.
-            self.carried = {i: replace(cache.get_ttt_state(i).detach(), seen=0) for i in self.ttt}
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    def loss(self, batch) -> torch.Tensor:
+        """The total loss of one batch (see `losses`)."""
+        return self.losses(batch)["loss"]
 
     def train(self, until: int | None = None) -> dict:
         """Trains to cfg.steps (or stops early at step `until`; the schedule still targets cfg.steps)."""
@@ -200,16 +231,17 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main)
         last = {"step": self.step}
         while self.step < stop:
-            batch = self.local_batch(self.step)
+            batch = self.task.batch(self.step)
             watch = self.monitor.wants(self.step) and bool(self.ttt)
             try:
                 if watch:
                     with self.monitor.capture(self.step):
-                        loss = self.loss(batch)
+                        losses = self.losses(batch)
                 else:
-                    loss = self.loss(batch)
+                    losses = self.losses(batch)
             except NonFiniteError as e:
                 self._alarm(f"step {self.step}: {e}")
+            loss = losses["loss"]
             if not torch.isfinite(loss):
                 self._alarm(f"step {self.step}: training loss is {loss.item()}")
             if watch:
@@ -223,7 +255,8 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            last = {"step": self.step, "loss": loss.item(), "grad_norm": grad_norm,
+            parts = {k: losses[k].item() if k in losses else None for k in self.task.log_parts}
+            last = {"step": self.step, "loss": loss.item(), **parts, "grad_norm": grad_norm,
                     "lr": self.scheduler.get_last_lr()[0]}
             if self.main:
                 append_csv(log_path, last)
@@ -252,16 +285,35 @@ class Trainer:
         if self.cfg.fsdp:
             from .distributed import full_model_state
             return full_model_state(self.model)
-        return None  # save_pretrained reads the model itself
+        return None  # the writers read the model itself
+
+    def _write_model(self, path: Path, state: dict | None) -> None:
+        """The model and tokenizer as a directory that loads again: LLaMA-Omni's layout for a speech model
+        (`load_omni`), else HF's (`from_pretrained`). `state`: full weights gathered under FSDP."""
+        if self.speech:
+            save_omni(self.unwrapped, path, self.tokenizer, state_dict=state)
+        else:
+            self.unwrapped.save_pretrained(path, safe_serialization=True, state_dict=state)
+            self.tokenizer.save_pretrained(path)
+
+    def _read_model(self, path: Path) -> dict[str, torch.Tensor]:
+        """The weights `_write_model` wrote, under the model's own names."""
+        if self.speech:
+            return load_omni_state(path)
+        weights = {}
+        for f in sorted(path.glob("*.safetensors")):
+            weights.update(load_file(str(f)))
+        if self.unwrapped.config.tie_word_embeddings and "lm_head.weight" not in weights:
+            weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+        return weights
 
     def export(self, path: Path) -> Path:
-        """The model and tokenizer as an HF directory (safetensors), written atomically."""
+        """The model and tokenizer (see `_write_model`), written atomically."""
         state = self._model_state()
         if self.main:
             tmp = path.with_name(path.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            self.unwrapped.save_pretrained(tmp, safe_serialization=True, state_dict=state)
-            self.tokenizer.save_pretrained(tmp)
+            self._write_model(tmp, state)
             _replace_dir(tmp, path)
         self.accelerator.wait_for_everyone()
         return path
@@ -278,8 +330,7 @@ class Trainer:
         if self.main:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            self.unwrapped.save_pretrained(tmp / "model", safe_serialization=True, state_dict=model_state)
-            self.tokenizer.save_pretrained(tmp / "model")
+            self._write_model(tmp / "model", model_state)
             torch.save({"step": self.step, "optimizer": optimizer_state, "scheduler": self.scheduler.state_dict(),
                         "config": asdict(self.cfg), "world": self.world}, tmp / "trainer_state.pt")
         self.accelerator.wait_for_everyone()
@@ -310,12 +361,7 @@ class Trainer:
         if state.get("world", 1) != self.world:
             raise ValueError(f"checkpoint {path} was written by {state.get('world', 1)} processes; resume it with the "
                              f"same number (this run has {self.world})")
-        from safetensors.torch import load_file
-        weights = {}
-        for f in sorted((path / "model").glob("*.safetensors")):
-            weights.update(load_file(str(f)))
-        if self.unwrapped.config.tie_word_embeddings and "lm_head.weight" not in weights:
-            weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+        weights = self._read_model(path / "model")
         if self.cfg.fsdp:
             from .distributed import load_full_state
             load_full_state(self.model, self.optimizer, weights, state["optimizer"])
