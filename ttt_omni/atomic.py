@@ -54,8 +54,8 @@ def write_json(path: str | os.PathLike, obj, **dump_kwargs) -> Path:
 
 @contextmanager
 def replacing_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yields a temporary directory beside `path` for the caller to fill; then it takes `path`'s place (an existing
-    one is removed only once the new one is there). With overwrite=False a non-empty `path` is refused first."""
+    """Yields a temporary directory beside `path` for the caller to fill; then it takes `path`'s place (see
+    `publish_dir`). With overwrite=False a non-empty `path` is refused first."""
     path = Path(path)
     if not overwrite and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(f"output {path} already exists and is not an empty directory; choose a new path")
@@ -63,19 +63,27 @@ def replacing_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        for file in (p for p in tmp.rglob("*") if p.is_file()):
-            _fsync(file)
-        old = tmp.with_name(tmp.name + ".old")
-        if path.exists():
-            os.replace(path, old)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old.exists():
-                os.replace(old, path)
-            raise
-        _fsync(path.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def publish_dir(tmp: Path, path: Path) -> None:
+    """Moves the finished directory `tmp` (a sibling of `path`) into `path`'s place: its files are flushed to disk
+    first, and an existing `path` is removed only once the new one is there. For writers that cannot use
+    `replacing_dir` (several processes filling one directory)."""
+    for file in (p for p in tmp.rglob("*") if p.is_file()):
+        _fsync(file)
+    old = tmp.with_name(tmp.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old.exists():
+            os.replace(old, path)
+        raise
+    _fsync(path.parent)
+    shutil.rmtree(old, ignore_errors=True)

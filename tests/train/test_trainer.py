@@ -91,7 +91,7 @@ def test_bad_config_errors(tmp_path):
     bad.write_text("output_dir: [unclosed\n")
     with pytest.raises(ValueError, match="malformed YAML"):
         TrainConfig.from_yaml(bad)
-    with pytest.raises(FileNotFoundError, match="training config not found"):
+    with pytest.raises(FileNotFoundError, match="nope.yaml.* not found: expected a YAML file or the name of a bundled"):
         TrainConfig.from_yaml(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="no stage 3"):
         TrainConfig.from_dict({"output_dir": "x", "stages": [{"stage": 1, "context": 128}]}, stage=3)

@@ -1,19 +1,22 @@
 """`ttt-omni`: convert | chat | train | monitor.
 
 Each command lives in its own module and registers its subcommand; every command sets `func(args) -> int`. Bad
-input (ValueError or OSError from the library, whose messages name the input and what was expected, or a module of
-an extra that is not installed) is one line on stderr and exit 2; Ctrl-C is exit 130.
+input (ValueError or OSError from the library, whose messages name the input and what was expected, a training
+run stopped by its monitor, or a module of an extra that is not installed) is one line on stderr and exit 2;
+Ctrl-C is exit 130. The CLI is the top of the dependency graph: it may use evalsuite (the curriculum's promotion
+check before training), the library below may not.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from evalsuite.cli import add_db_option
 from ttt_omni import __version__
 from ttt_omni.extras import missing_extra
+from ttt_omni.train.monitor import MonitorAlarm
 
-from . import chat, convert
-from ttt_omni.train.cli import add_train_commands
+from . import chat, convert, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     convert.register(subparsers)
     chat.register(subparsers)
-    add_train_commands(subparsers)
+    train.register(subparsers, add_db_option)
     return parser
 
 
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ttt-omni: error: {missing_extra(e)}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, MonitorAlarm) as e:
         print(f"ttt-omni {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import shutil
 from dataclasses import asdict
@@ -31,6 +30,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from ttt_omni.atomic import publish_dir, replacing_dir, write_text
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
 from ttt_omni.ops import TTTState
 from ttt_omni.ops.validate import NonFiniteError
@@ -311,10 +311,8 @@ class Trainer:
         """The model and tokenizer (see `_write_model`), written atomically."""
         state = self._model_state()
         if self.main:
-            tmp = path.with_name(path.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            self._write_model(tmp, state)
-            _replace_dir(tmp, path)
+            with replacing_dir(path) as tmp:
+                self._write_model(tmp, state)
         self.accelerator.wait_for_everyone()
         return path
 
@@ -339,9 +337,9 @@ class Trainer:
                             "torch": torch.get_rng_state()}}, tmp / f"rank{self.rank}.pt")
         self.accelerator.wait_for_everyone()
         if self.main:
-            _replace_dir(tmp, path)
+            publish_dir(tmp, path)
             if name is None:
-                _atomic_write(self.out / "checkpoints" / "latest", path.name)
+                write_text(self.out / "checkpoints" / "latest", path.name)
         self.accelerator.wait_for_everyone()
         return path
 
@@ -389,18 +387,3 @@ def append_csv(path: Path, row: dict) -> None:
             w.writeheader()
         w.writerow(row)
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Moves a finished directory into place; the previous one is removed only after the new one is complete."""
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)

@@ -1,4 +1,5 @@
 """The curriculum's promotion check: stage N > 1 starts only from a checkpoint the gate promoted at stage N-1.
+`ttt-omni train --stage N --from CKPT` asks it before training (the trainer itself knows nothing of the gate).
 
 The checkpoint is identified by content hash (evalsuite's model adapters' hash), so a decision holds for exactly
 those weights. The decision in force is the latest record for (hash, N-1) in the results store (evalsuite.gate_db):
@@ -10,24 +11,20 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
+from . import gate, gate_db
+from .checkpoint_id import checkpoint_identity
+from .errors import EvalsuiteError
+from .store import Store
 
-class StageRefused(ValueError):
+
+class StageRefused(EvalsuiteError, ValueError):
     """Training of a stage may not start from this checkpoint."""
 
 
-def check_stage(config: str | Path, stage: int | None, from_ckpt: str | None, *, force: bool = False,
-                reason: str = "", db: str | None = None) -> str:
-    """Returns a line saying why training may start, or raises StageRefused naming what is missing."""
-    if stage is None or stage <= 1:
-        return "stage 1 (or no stage): no promotion decision needed"
-    if not from_ckpt:
-        raise StageRefused(f"--stage {stage} needs --from CHECKPOINT: the stage-{stage - 1} checkpoint that the gate "
-                           "promoted")
-    from evalsuite import gate, gate_db
-    from evalsuite.checkpoint_id import checkpoint_identity
-    from evalsuite.errors import EvalsuiteError
-    from evalsuite.store import Store
-
+def check_stage(config: str | Path, stage: int, from_ckpt: str, *, force: bool = False, reason: str = "",
+                db: str | None = None) -> str:
+    """Returns a line saying why stage `stage` (> 1) may start from `from_ckpt`, or raises StageRefused naming what
+    is missing. `force` records a forced decision instead of refusing."""
     try:
         _, model_hash = checkpoint_identity(from_ckpt)
         store = Store(db)
@@ -46,4 +43,4 @@ def check_stage(config: str | Path, stage: int | None, from_ckpt: str | None, *,
              f"the latest gate decision is {decision['outcome']!r} ({decision['reason']})")
     raise StageRefused(f"stage {stage} refuses {from_ckpt} (hash {model_hash}): {found} at stage {stage - 1} in "
                        f"{store.url}. Run `evalsuite gate --checkpoint {from_ckpt} --stage {stage - 1} --config "
-                       f"{config}`, have it approved, or pass --force (recorded)")
+                       f"{config}`, have it approved, or force the start (recorded as a forced decision)")
