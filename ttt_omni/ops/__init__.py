@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .chunked import ttt_chunked
 from .naive import ttt_naive
+from .precision import triton_precision
 from .state import TTTState
 from .validate import check_finite, check_inputs, check_state
 
@@ -46,18 +47,6 @@ def ttt_triton(*args, **kwargs):
 BACKENDS = {"naive": ttt_naive, "chunked": ttt_chunked, "triton": ttt_triton}
 
 __all__ = ["TTTState", "ttt_linear", "ttt_mlp", "BACKENDS", "backend_name", "triton_import_error", "triton_precision"]
-
-
-TRITON_PRECISIONS = ("ieee", "tf32x3", "tf32")
-DEFAULT_TRITON_PRECISION = "tf32x3"
-
-
-def triton_precision() -> str:
-    """tl.dot's operand precision in the triton kernels: $TTT_OMNI_TRITON_PRECISION, default tf32x3."""
-    p = os.environ.get("TTT_OMNI_TRITON_PRECISION", DEFAULT_TRITON_PRECISION)
-    if p not in TRITON_PRECISIONS:
-        raise ValueError(f"TTT_OMNI_TRITON_PRECISION={p!r}; expected one of {TRITON_PRECISIONS}")
-    return p
 
 
 def backend_name(device: torch.device | str, backend: str | None = None) -> str:

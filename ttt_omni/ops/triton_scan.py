@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from . import triton_kernels as kern
-from . import triton_precision
 from .chunked import ttt_chunked
+from .precision import triton_precision
 from .state import TTTState
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
