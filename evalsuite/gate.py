@@ -27,6 +27,8 @@ import operator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ttt_omni.train.config import TrainConfig
+
 from . import gate_db
 from .environment import describe, differences
 from .errors import EvalsuiteError
@@ -121,12 +123,10 @@ def parse_rules(gate: object, where: str) -> list[Rule]:
 
 def stage_rules(curriculum: str | Path, stage: int) -> tuple[list[Rule], int]:
     """(rules, context) of `stage` in a curriculum YAML."""
-    from ttt_omni.train.config import TrainConfig
-
     try:
         cfg = TrainConfig.from_yaml(curriculum, stage=stage)
     except (ValueError, FileNotFoundError) as e:
-        raise GateError(f"--config: {e}") from None
+        raise GateError(f"curriculum: {e}") from None
     return parse_rules(cfg.gate(), f"{curriculum}, stage {stage}"), cfg.context
 
 

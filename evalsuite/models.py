@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import ttt_omni.models  # noqa: F401  (registers model_type "ttt_llama" with the Auto classes)
 from ttt_omni.atomic import write_text
 from ttt_omni.resources import bundled
 
@@ -69,12 +71,8 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
 
 
 def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if not (path / "config.json").is_file():
         raise ModelSpecError(f"{kind}:{path}: not a Hugging Face model directory (expected {path / 'config.json'})")
-    if kind == "ttt":
-        _import_ttt_models()
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
     if kind == "ttt" and model.config.model_type != "ttt_llama":
         raise ModelSpecError(f"ttt:{path}: model_type is {model.config.model_type!r}, expected 'ttt_llama' "
@@ -91,8 +89,6 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
 
 def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
     """An OmniSpeechTTT through the project's loader (`ttt_omni.speech.omni_checkpoint.load_omni`)."""
-    from transformers import AutoTokenizer
-
     where = f"omni:{path}"
     if not path.is_dir():
         raise ModelSpecError(f"{where}: directory not found; expected a LLaMA-Omni checkpoint directory (original "
@@ -151,13 +147,6 @@ def _external_encoder(path: Path, config) -> Path | None:
     value = getattr(config, "speech_encoder", None)
     found = resolve_encoder_path(value, path).resolve() if value else None
     return None if found is None or found.is_relative_to(path.resolve()) else found
-
-
-def _import_ttt_models():
-    try:
-        import ttt_omni.models  # noqa: F401  (registers model_type "ttt_llama" with the Auto classes)
-    except ImportError as e:
-        raise ModelSpecError(f"ttt: models need ttt_omni.models, which cannot be imported ({e})") from None
 
 
 def _context_limit(model) -> int | None:

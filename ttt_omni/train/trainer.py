@@ -32,6 +32,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from ttt_omni.atomic import publish_dir, replacing_dir, write_text
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
+from ttt_omni.models import TTTLlamaForCausalLM  # importing it registers TTT-Llama with the Auto classes
+from ttt_omni.models.presets import preset_config
 from ttt_omni.ops import TTTState
 from ttt_omni.ops.validate import NonFiniteError
 from ttt_omni.speech.model import OmniSpeechTTT, speech_setting
@@ -49,10 +51,6 @@ TTT_CONFIG_KEYS = ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr", "
 
 
 def build_model(cfg: TrainConfig, vocab_size: int):
-    import ttt_omni.models  # noqa: F401  (registers TTT-Llama with the Auto classes)
-    from ttt_omni.models.presets import preset_config
-    from ttt_omni.models import TTTLlamaForCausalLM
-
     torch.manual_seed(cfg.seed)
     if cfg.model_from:
         return AutoModelForCausalLM.from_pretrained(cfg.model_from)
