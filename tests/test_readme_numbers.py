@@ -8,6 +8,8 @@ import pytest
 from evalsuite.runner import run_task
 from evalsuite.store import Store
 
+pytestmark = pytest.mark.slow
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

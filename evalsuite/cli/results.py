@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..registry import parse_length
+from ..task import parse_length
 
 DEFAULT_TASK_MODEL = "tiny"
 

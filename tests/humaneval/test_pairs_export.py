@@ -11,7 +11,7 @@ import pytest
 
 from evalsuite.humaneval.bundle import BundleError, export_bundle, load_key, load_served, read_outputs_jsonl
 
-from humaneval_helpers import SYSTEMS, make_bundle, write_system_outputs
+from support.humaneval import SYSTEMS, make_bundle, write_system_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from humaneval_helpers import SYSTEMS, write_wav
+from support.humaneval import SYSTEMS, write_wav
 
 from evalsuite.humaneval import db
 from evalsuite.humaneval.bundle import load_served

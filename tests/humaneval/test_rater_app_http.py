@@ -6,7 +6,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from humaneval_helpers import SYSTEMS, add_rater
+from support.humaneval import SYSTEMS, add_rater
 from sqlalchemy import func, select
 
 from evalsuite.humaneval import db

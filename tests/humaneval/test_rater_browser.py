@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from humaneval_helpers import SYSTEMS, add_rater, live_server
+from support.humaneval import SYSTEMS, add_rater, live_server
 
 from evalsuite.humaneval import db
 from evalsuite.humaneval.app import create_app
 from evalsuite.humaneval.bundle import load_key, load_served
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

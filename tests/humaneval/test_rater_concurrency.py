@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from humaneval_helpers import SYSTEMS, live_server, make_bundle, write_system_outputs
+from support.humaneval import SYSTEMS, live_server, make_bundle, write_system_outputs
 
 from evalsuite.humaneval import db
 from evalsuite.humaneval.app import create_app

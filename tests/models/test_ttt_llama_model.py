@@ -101,10 +101,34 @@ def test_generate_sampling_scores_match_teacher_forcing(make_tiny_model, window)
     torch.testing.assert_close(steps, full[:, 18:-1], rtol=0, atol=1e-5)
 
 
-def test_beam_search_runs_and_reorders_ttt_state(make_tiny_model):
-    model = make_tiny_model()
-    out = model.generate(_ids(20), max_new_tokens=6, num_beams=3, do_sample=False, num_return_sequences=2)
-    assert out.shape == (2, 26)
+def _reference_beam_search(model, prompt, beams: int, steps: int) -> list[tuple[list[int], float]]:
+    """Beam search by its definition, with no cache: every step scores each beam by a full forward over its whole
+    sequence, and the `beams` best continuations (by summed log-probability) survive. No EOS (the tiny config has
+    none), so every hypothesis has the same length; HF scores it by log-probability per generated token."""
+    hyps = [(prompt[0].tolist(), 0.0)]
+    with torch.no_grad():
+        for _ in range(steps):
+            grown = []
+            for tokens, score in hyps:
+                logp = torch.log_softmax(model(torch.tensor([tokens])).logits[0, -1].double(), -1)
+                top = logp.topk(beams)
+                grown += [(tokens + [int(t)], score + float(v)) for v, t in zip(top.values, top.indices)]
+            hyps = sorted(grown, key=lambda h: -h[1])[:beams]
+    return hyps
+
+
+@pytest.mark.parametrize("ttt_layers", [[], [2, 3]], ids=["attention", "ttt"])
+def test_beam_search_equals_the_reference(make_tiny_model, ttt_layers):
+    """generate() keeps every beam's TTT state with its tokens (the cache reorders the states as beams swap)."""
+    model = make_tiny_model(ttt_layers=ttt_layers)
+    prompt = _ids(20)
+    out = model.generate(prompt, max_new_tokens=6, num_beams=3, do_sample=False, num_return_sequences=3,
+                         output_scores=True, return_dict_in_generate=True)
+    reference = _reference_beam_search(model, prompt, beams=3, steps=6)
+    assert [row.tolist() for row in out.sequences] == [tokens for tokens, _ in reference]
+    torch.testing.assert_close(out.sequences_scores.double(),
+                               torch.tensor([score / 6 for _, score in reference], dtype=torch.double),
+                               rtol=0, atol=1e-4)
 
 
 def test_bf16_model_keeps_fp32_ttt_weights_and_state(make_tiny_model, tmp_path):

@@ -1,6 +1,7 @@
-"""The triton backend's kernels under TRITON_INTERPRET=1 on the CPU, held to the chunked (float64) and naive ops.
+"""The triton backend's kernels held to the chunked (float64) and naive ops: under TRITON_INTERPRET=1 on the CPU,
+or compiled on a GPU with TTT_OMNI_TEST_DEVICE=cuda.
 
-Run by test_triton.py in a fresh process with TRITON_INTERPRET=1 set before anything imports triton (the variable
+Run by test_triton.py in a fresh process with those variables set before anything imports triton (TRITON_INTERPRET
 has no effect once triton is loaded, and other tests load it through torch). Every buffer a kernel writes is
 poisoned with NaN first.
 """
@@ -8,9 +9,10 @@ import os
 
 import pytest
 
-if os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("needs TRITON_INTERPRET=1 from process start; tests/ops/test_triton.py runs this file so",
-                allow_module_level=True)
+DEVICE = os.environ.get("TTT_OMNI_TEST_DEVICE", "cpu")
+if os.environ.get("TRITON_INTERPRET") != "1" and DEVICE != "cuda":
+    pytest.skip("needs TRITON_INTERPRET=1 from process start (or TTT_OMNI_TEST_DEVICE=cuda); tests/ops/test_triton.py "
+                "runs this file so", allow_module_level=True)
 pytest.importorskip("triton")
 
 import torch  # noqa: E402
@@ -60,10 +62,16 @@ def inputs(kind, T, seed, seen=0):
         pre = [a[:, :, :seen] for a in args64[:4]]
         _, state64 = ttt_chunked(*pre, *args64[4:], state64)
         args64 = tuple(a[:, :, seen:] for a in args64[:4]) + args64[4:]
+    args64, state64 = tuple(a.to(DEVICE) for a in args64), state64.to(DEVICE)
     args32 = tuple(a.float() for a in args64)
     state32 = TTTState.from_parts(tuple(p.float() for p in state64.params()),
                                   tuple(g.float() for g in state64.grads()), state64.seen)
     return args32, state32, args64, state64
+
+
+def make(kind, **kw):
+    args, state = _make(kind, **kw)
+    return tuple(a.to(DEVICE) for a in args), state.to(DEVICE)
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
@@ -133,6 +141,8 @@ def test_bf16_inputs_and_strided_views():
 
 def test_autograd_falls_back_to_chunked():
     args, state = _make("linear", B=1, H=2, T=K + 3, F=F, K=K, dtype=torch.float32, requires_grad=True)
+    args = tuple(a.detach().to(DEVICE).requires_grad_() for a in args)
+    state = state.to(DEVICE)
     out, _ = triton_scan.ttt_triton(*args, state)
     ref, _ = ttt_chunked(*args, state)
     assert torch.equal(out, ref)
@@ -142,14 +152,14 @@ def test_autograd_falls_back_to_chunked():
 
 
 def test_unsupported_shape_falls_back_to_chunked():
-    args, state = _make("linear", B=1, H=1, T=20, F=8, K=4, dtype=torch.float32)  # F, K below the kernels' 16
+    args, state = make("linear", B=1, H=1, T=20, F=8, K=4, dtype=torch.float32)  # F, K below the kernels' 16
     out, new_state = triton_scan.ttt_triton(*args, state)
     ref, ref_state = ttt_chunked(*args, state)
     assert torch.equal(out, ref) and torch.equal(new_state.W1, ref_state.W1)
 
 
 def test_dispatch(monkeypatch):
-    args, state = _make("linear", B=1, H=1, T=3, F=F, K=K, dtype=torch.float32)
+    args, state = make("linear", B=1, H=1, T=3, F=F, K=K, dtype=torch.float32)
     monkeypatch.delenv("TTT_OMNI_BACKEND", raising=False)
     assert ops._select(None, torch.device("cpu"))[0] == "chunked"
     assert ops._select(None, torch.device("cuda"))[0] == "triton"

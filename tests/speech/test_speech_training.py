@@ -234,6 +234,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fsdp
 @pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
 def test_two_processes(speech_data, units_only, tmp_path, fsdp):
     root, model_dir, _ = speech_data

@@ -6,10 +6,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import yaml
 
 from support.distributed import free_port
+
+pytestmark = [pytest.mark.fsdp, pytest.mark.slow]
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch

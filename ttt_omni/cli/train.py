@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from evalsuite.promotion import check_stage
 from ttt_omni.train.config import TrainConfig
 from ttt_omni.train.monitor import plot
@@ -24,6 +26,8 @@ def register(subparsers, add_db) -> None:
     p.add_argument("--force", action="store_true",
                    help="start stage N without a passing gate decision for --from at stage N-1 (recorded as forced)")
     p.add_argument("--reason", default="", help="why --force (recorded with the forced decision)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="OPTION=VALUE",
+                   help="override a config option (YAML value), e.g. --set steps=20 --set output_dir=runs/try")
     add_db(p)
     p.set_defaults(func=run)
 
@@ -34,8 +38,21 @@ def register(subparsers, add_db) -> None:
     show.set_defaults(func=run_plot)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected OPTION=VALUE, e.g. steps=20")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({e})") from None
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig.from_yaml(args.config, stage=args.stage)
+    cfg = TrainConfig.from_yaml(args.config, stage=args.stage, overrides=parse_overrides(args.overrides))
     if args.stage is not None and args.stage > 1:
         if not args.from_ckpt:
             raise ValueError(f"--stage {args.stage} needs --from CHECKPOINT: the stage-{args.stage - 1} checkpoint "

@@ -51,8 +51,9 @@ class TrainConfig:
     stages: list = field(default_factory=list)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, stage: int | None = None) -> "TrainConfig":
-        """A YAML file, or the name of a bundled config (`tiny-ttt`, `configs/tiny-ttt.yaml`) from anywhere."""
+    def from_yaml(cls, path: str | Path, stage: int | None = None, overrides: dict | None = None) -> "TrainConfig":
+        """A YAML file, or the name of a bundled config (`tiny-ttt`, `configs/tiny-ttt.yaml`) from anywhere;
+        `overrides` (option -> value) apply last, after the stage's."""
         path = config_path(path)
         try:
             data = yaml.safe_load(path.read_text())
@@ -60,7 +61,15 @@ class TrainConfig:
             raise ValueError(f"{path}: malformed YAML: {e}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of training options, got {type(data).__name__}")
-        return cls.from_dict(data, stage=stage, source=str(path))
+        cfg = cls.from_dict(data, stage=stage, source=str(path))
+        if not overrides:
+            return cfg
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)} | set(overrides) & {"stage", "stages"})
+        if unknown:
+            raise ValueError(f"{path}: cannot override {unknown}; known options: {sorted(f.name for f in fields(cls))}")
+        cfg = cls(**{**asdict(cfg), **overrides})
+        cfg.validate(f"{path} with {overrides}")
+        return cfg
 
     @classmethod
     def from_dict(cls, data: dict, stage: int | None = None, source: str = "config") -> "TrainConfig":
