@@ -74,7 +74,7 @@ class Registry:
         for inc in include_paths:
             inc = Path(inc)
             if not inc.is_dir():
-                raise TaskSpecError(f"--include-path {inc}: not a directory (expected a folder of task YAMLs)")
+                raise TaskSpecError(f"include path {inc}: not a directory (expected a folder of task YAMLs)")
             for py in sorted(inc.glob("*.py")):
                 _import_file(py)
             yaml_paths.extend(_yaml_files(inc))

@@ -78,7 +78,7 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
                             registry=registry)
     units = kind.units()
     if not units:
-        raise CorpusError(f"task {spec.name}: no units of work (empty corpus or --limit 0)")
+        raise CorpusError(f"task {spec.name}: no units of work (empty corpus or a limit of 0)")
     config, env = kind.config(), environment(loaded.model)
     identity = dict(task=spec.name, task_version=spec.version, model_hash=loaded.model_hash, config=config, seed=seed)
     run_id = store.start_run(**identity, task_kind=spec.kind, model_id=loaded.model_id, model_spec=loaded.spec,

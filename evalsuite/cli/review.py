@@ -1,6 +1,7 @@
 """`evalsuite gate | dashboard | leaderboard build`: looking at results and deciding on promotions."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def cmd_gate(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
+    if importlib.util.find_spec("streamlit") is None:  # it runs in a child process: say it here, in one line
+        raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")
     env = dict(os.environ)
     if args.db:
         env["EVALSUITE_DB"] = args.db

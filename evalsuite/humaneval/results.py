@@ -27,7 +27,7 @@ def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[s
         mine = runs[runs["model_id"] == system]
         if mine.empty:
             raise BundleError(
-                f"--systems: no finished run of task {task!r} for model {system!r} in {url} (or give --from-jsonl)"
+                f"no finished run of task {task!r} for model {system!r} in {url} (or export from JSONL outputs)"
             )
         run_id = int(mine["id"].iloc[-1])
         samples = store.samples(run_id)

@@ -66,7 +66,7 @@ class AsrWer(GenerationKind):
         self.system = ("omni" if model.omni is not None else "espeak") if system == "auto" else system
         where = f"{spec.source}: asr_wer"
         if self.system == "omni" and model.omni is None:
-            raise TaskSpecError(f"{where}: system omni needs an Omni model (--model omni:PATH), got {model.spec!r}")
+            raise TaskSpecError(f"{where}: system omni needs an Omni model (a model spec omni:PATH), got {model.spec!r}")
         if self.system == "omni" and self.param("reply") != "passage":
             raise TaskSpecError(f"{where}: reply: {self.param('reply')} is for system espeak; system omni speaks "
                                 "its own reply")

@@ -41,7 +41,7 @@ class LmEvalTask(TaskKind):
         if unit.key not in known:
             close = difflib.get_close_matches(unit.key, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownTaskError(f"lm-eval has no task {unit.key!r}{hint} (local task YAMLs: --include-path DIR)")
+            raise UnknownTaskError(f"lm-eval has no task {unit.key!r}{hint} (local task YAMLs come from an include path)")
         lm = TTTOmniLM(loaded=self.model, chunk_size=self.spec.params.get("chunk_size", 2048))
         res = simple_evaluate(model=lm, tasks=[unit.key], task_manager=manager, limit=self.limit,
                               random_seed=self.seed, numpy_random_seed=self.seed, torch_random_seed=self.seed,

@@ -111,3 +111,17 @@ def test_cli_list_shows_versions_and_descriptions(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "ppl_vs_length" in out and "1.0" in out and "Per-token loss" in out
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
+    assert main(["dashboard", "--db", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("evalsuite: error: streamlit is not installed; it comes with the 'dashboard' extra: "
+                   "pip install 'ttt-omni[dashboard]' (or 'ttt-omni[all]')")
+    monkeypatch.setitem(sys.modules, "jiwer", None)  # as if the speech-eval extra were not installed
+    assert main(["run", "--task", "asr_wer", "--limit", "1", "--db", str(tmp_path / "s.db"), "--no-progress"]) == 2
+    assert "jiwer is not installed; it comes with the 'speech-eval' extra" in capsys.readouterr().err

@@ -220,7 +220,7 @@ class Trainer:
         cfg = self.cfg
         stop = min(cfg.steps, until or cfg.steps)
         if self.step == 0 and (self.out / "checkpoints" / "latest").is_file():
-            raise ValueError(f"{self.out} already holds a training run; continue it with --resume, or choose another "
+            raise ValueError(f"{self.out} already holds a training run; resume it, or choose another "
                              "output_dir (nothing was overwritten)")
         self.out.mkdir(parents=True, exist_ok=True)
         if self.main:
