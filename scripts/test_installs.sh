@@ -28,15 +28,17 @@ empty=$(mktemp -d)
 trap 'rm -rf "$empty"' EXIT
 (
     cd "$empty"
-    trap 'kill "${dash:-0}" 2>/dev/null || true' EXIT
+    trap '[ -z "${dash:-}" ] || kill -- "-$dash" 2>/dev/null || true' EXIT  # the dashboard and its Streamlit child
     root=$("$bin/python" -c 'from ttt_omni.resources import root; print(root())')
     case "$root" in "$repo/.venv-wheel/share/ttt-omni") ;; *) echo "bundled files found at $root, not in the wheel's share/" >&2; exit 1 ;; esac
-    "$bin/evalsuite" list | grep -q ppl_vs_length
-    "$bin/evalsuite" run --task ppl_vs_length --no-progress | grep -q "length=61440"
-    "$bin/evalsuite" dashboard --port 8597 > dashboard.log 2>&1 & dash=$!
-    for _ in $(seq 60); do curl -fs http://127.0.0.1:8597/_stcore/health >/dev/null && break; sleep 1; done
-    curl -fs http://127.0.0.1:8597/_stcore/health | grep -q ok
-    kill $dash
+    "$bin/evalsuite" list > list.txt
+    grep -q ppl_vs_length list.txt
+    "$bin/evalsuite" run --task ppl_vs_length --no-progress > demo.txt
+    grep -q "length=61440" demo.txt
+    setsid "$bin/evalsuite" dashboard --port 8597 > dashboard.log 2>&1 & dash=$!
+    health() { "$bin/python" -c 'import urllib.request as u; print(u.urlopen("http://127.0.0.1:8597/_stcore/health").read().decode())' 2>/dev/null; }
+    for _ in $(seq 90); do [ "$(health)" = ok ] && break; sleep 1; done
+    [ "$(health)" = ok ] || { cat dashboard.log >&2; exit 1; }
     "$bin/ttt-omni" train tiny-ttt --set steps=2 --set save_every=2 --set output_dir=runs/smoke
     test -f runs/smoke/final/model.safetensors
 )
