@@ -1,0 +1,75 @@
+"""Scoring retrieval answers and summarising them: RULER-style matching of a generated answer, ranking by
+log-likelihood, and accuracy per (length, depth) cell, per length and overall with Wilson 95% intervals.
+
+Bins: "length=L,depth=D" (D in percent) for a cell, "length=L" for all depths at one length, "" for the whole run.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .preference import wilson_interval
+
+_NOT_VALUE = re.compile(r"[^a-z0-9-]+")
+_BIN = re.compile(r"length=(\d+),depth=(\d+)")
+
+
+def normalize(text: str) -> str:
+    """Lowercase; anything but letters, digits and hyphens becomes a space; spaces collapsed."""
+    return " ".join(_NOT_VALUE.sub(" ", text.lower()).split())
+
+
+def answer_line(output: str) -> str:
+    """The first non-empty line of a generated answer (a model that goes on after its answer is not penalised)."""
+    return output.lstrip().split("\n", 1)[0]
+
+
+def all_values_present(output: str, values: Sequence[str]) -> bool:
+    """RULER's match: every expected value appears, as whole words after normalisation, in the answer line."""
+    if not values:
+        raise ValueError("all_values_present: no expected values given")
+    line = f" {normalize(answer_line(output))} "
+    return all(f" {normalize(v)} " in line for v in values)
+
+
+def rank_correct(logprobs: Sequence[float]) -> bool:
+    """The right answer (index 0) scores strictly higher than every distractor; a tie is not a success."""
+    if len(logprobs) < 2:
+        raise ValueError(f"rank_correct: need the answer and at least one distractor, got {len(logprobs)} scores")
+    return logprobs[0] > max(logprobs[1:])
+
+
+def cell_bin(length: int, depth: int) -> str:
+    return f"length={length},depth={depth}"
+
+
+def parse_cell(bin_: str) -> tuple[int, int]:
+    m = _BIN.fullmatch(bin_)
+    if not m:
+        raise ValueError(f"bin {bin_!r} is not a retrieval cell; expected 'length=L,depth=D'")
+    return int(m.group(1)), int(m.group(2))
+
+
+def accuracy_rows(name: str, samples: pd.DataFrame) -> list[dict]:
+    """Metric rows `name` from 0/1 sample rows (columns bin = cell bin, value): the mean with its Wilson interval and
+    n per cell, per length (all depths) and for the whole run (bin "")."""
+    cells = [parse_cell(b) for b in samples["bin"]]
+    df = pd.DataFrame({"length": [c[0] for c in cells], "depth": [c[1] for c in cells],
+                       "value": samples["value"].astype(float).to_numpy()})
+    if not df["value"].isin([0.0, 1.0]).all():
+        raise ValueError(f"{name}: sample values must be 0 or 1, got {sorted(set(df['value']) - {0.0, 1.0})[:5]}")
+    rows = []
+    for (length, depth), part in df.groupby(["length", "depth"], sort=True):
+        rows.append(_row(name, cell_bin(length, depth), part["value"]))
+    for length, part in df.groupby("length", sort=True):
+        rows.append(_row(name, f"length={length}", part["value"]))
+    rows.append(_row(name, "", df["value"]))
+    return rows
+
+
+def _row(name: str, bin_: str, values: pd.Series) -> dict:
+    n, k = int(values.size), float(values.sum())
+    low, high = wilson_interval(k, n)
+    return dict(name=name, bin=bin_, value=k / n, ci_low=low, ci_high=high, n=n)
