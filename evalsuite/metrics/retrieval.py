@@ -72,4 +72,5 @@ def accuracy_rows(name: str, samples: pd.DataFrame) -> list[dict]:
 def _row(name: str, bin_: str, values: pd.Series) -> dict:
     n, k = int(values.size), float(values.sum())
     low, high = wilson_interval(k, n)
+    low, high = (0.0 if k == 0 else low), (1.0 if k == n else high)  # exact at the ends (rounding gives 3e-17)
     return dict(name=name, bin=bin_, value=k / n, ci_low=low, ci_high=high, n=n)

@@ -12,8 +12,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import EvalsuiteError
 from ..metrics.retrieval import normalize
 from .words import ADJECTIVES, NOUNS
+
+
+class RetrievalError(EvalsuiteError, ValueError):
+    """A sample that cannot be built or read with these inputs (e.g. a length too short for it)."""
 
 
 @dataclass(frozen=True)

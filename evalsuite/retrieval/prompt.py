@@ -15,13 +15,13 @@ import re
 from dataclasses import dataclass
 
 from .haystack import Haystack
-from .problems import Problem
+from .problems import Problem, RetrievalError
 
 WORD_START = ("Ġ", "▁", "Ċ", "ĉ")  # how byte-level BPE and SentencePiece vocabularies spell a leading space/newline
 _SENTENCE_END = re.compile(r"[.!?][\"')\]’”]*\s*$")
 
 
-class PromptTooShortError(ValueError):
+class PromptTooShortError(RetrievalError):
     """The length cannot hold the instruction, the inserts, the question and the answer."""
 
 

@@ -16,6 +16,8 @@ import torch
 
 from ttt_omni.hf_compat import cache_kwargs, output_cache
 
+from .problems import RetrievalError
+
 
 @dataclass
 class Reading:
@@ -38,7 +40,8 @@ def read(model, prompt: list[int], *, candidates: list[list[int]] = (), max_new_
     start = 0
     if context_limit is not None and len(prompt) + answer > context_limit:
         if context_limit <= answer:
-            raise ValueError(f"read: a context of {context_limit} tokens cannot hold an answer of {answer} tokens")
+            raise RetrievalError(f"the model's context of {context_limit} tokens cannot hold an answer of {answer} "
+                                 "tokens (params.answer_tokens or the longest candidate)")
         start = len(prompt) + answer - context_limit
     device = next(model.parameters()).device
     cache, last = _prefill(model, torch.tensor(prompt[start:], device=device), chunk_size)
