@@ -1,5 +1,5 @@
-"""ttt-omni results dashboard: runs, ppl vs length, generation quality, ASR-WER drift, human eval, the TTT monitor
-of training runs, the curriculum gate and the leaderboards.
+"""ttt-omni results dashboard: runs, ppl vs length, retrieval heatmaps, generation quality, ASR-WER drift, human eval,
+the TTT monitor of training runs, the curriculum gate and the leaderboards.
 
 It reads the results store ($EVALSUITE_DB or results/evalsuite.db; `evalsuite dashboard --db URL` sets it) and
 computes no metric itself; the only thing it writes is a person's gate decision (approve / reject / override).
@@ -14,11 +14,12 @@ import streamlit as st  # noqa: E402
 
 from dashboards import data  # noqa: E402
 from evalsuite.database import database_url  # noqa: E402
-from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, runs  # noqa: E402
+from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, retrieval, runs  # noqa: E402
 
 PAGES = {
     "Runs": runs.render,
     "Perplexity vs length": ppl.render,
+    "Retrieval heatmaps": retrieval.render,
     "Generation quality": curves.render_generation,
     "ASR-WER drift": curves.render_asr,
     "Human eval": human.render,

@@ -12,6 +12,8 @@ import pandas as pd
 
 from .preference import wilson_interval
 
+KINDS = ("passkey", "niah", "variable_tracking", "book_facts")  # the task kinds that write these metrics
+METRICS = ("rank_accuracy", "generate_accuracy")
 _NOT_VALUE = re.compile(r"[^a-z0-9-]+")
 _BIN = re.compile(r"length=(\d+),depth=(\d+)")
 

@@ -127,3 +127,20 @@ def test_bad_input_is_one_line(micro_llama_dir, tmp_path, capsys):
                       "--corpus", str(tmp_path / "book.txt"), "--db", db, "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "hides its needles in 'filler' text" in err
+
+
+def test_heatmap_png_one_panel_per_run(micro_ttt_dir, micro_llama_dir, tmp_path):
+    from PIL import Image
+
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.retrieval.heatmap import plot_heatmaps
+
+    store = Store(tmp_path / "r.db")
+    runs = [run_task(small_spec("passkey", [192, 320], n=1), f"{kind}:{path}", store=store, progress=False).run_id
+            for kind, path in (("ttt", micro_ttt_dir), ("hf", micro_llama_dir))]
+    one = Image.open(plot_heatmaps(store, runs[:1], "rank_accuracy", tmp_path / "one.png"))
+    two = Image.open(plot_heatmaps(store, runs, "generate_accuracy", tmp_path / "two.png"))
+    assert one.format == two.format == "PNG" and two.width > 1.2 * one.width  # a second panel
+    ppl = run_task("ppl_vs_length", f"hf:{micro_llama_dir}", store=store, lengths=[64], limit=1, progress=False)
+    with pytest.raises(EvalsuiteError, match="has no 'rank_accuracy' rows per \\(length, depth\\) cell"):
+        plot_heatmaps(store, [ppl.run_id], "rank_accuracy", tmp_path / "x.png")
