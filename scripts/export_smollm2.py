@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def export_smollm2(out: str | Path, dtype: torch.dtype = torch.float32, overwrit
     with replacing_dir(out, overwrite=overwrite) as tmp:
         model.to(dtype).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # temporary files are private; the export is an ordinary directory
+        for file in tmp.iterdir():
+            file.chmod(0o666 & ~umask)
     return Path(out)
 
 
