@@ -27,11 +27,11 @@ def small_spec(name: str, lengths, include=(), **params):
 
 
 @pytest.mark.parametrize("task,model", [("passkey", "ttt"), ("niah", "hf"), ("variable_tracking", "ttt"),
-                                        ("book_facts", "hf")])
+                                        ("book_facts", "hf"), ("passkey", "omni")])
 def test_tasks_end_to_end(task, model, request, tmp_path):
-    path = request.getfixturevalue("micro_ttt_dir" if model == "ttt" else "micro_llama_dir")
+    path = request.getfixturevalue({"ttt": "micro_ttt_dir", "hf": "micro_llama_dir", "omni": "llama_omni_dir"}[model])
     store = Store(tmp_path / "r.db")
-    lengths = LENGTHS[task]
+    lengths = [512, 640] if model == "omni" else LENGTHS[task]  # the Omni fixture's BPE spells out most words
     result = run_task(small_spec(task, lengths), f"{model}:{path}", store=store, progress=False)
     assert result.status == "finished" and result.units_total == 2 * 3 * 2
     m = store.metrics(run_id=result.run_id)
@@ -51,6 +51,8 @@ def test_tasks_end_to_end(task, model, request, tmp_path):
     assert data["prompt_tokens"] < lengths[-1] and data["depth"] == 1.0  # the last unit: depth 100 %
     if model == "hf":  # the micro Llama's 96-token context: only the prompt's tail is seen
         assert data["visible_from"] > 0 and data["targets_visible"] <= data["targets"]
+    else:
+        assert data["visible_from"] == 0 and data["targets_visible"] == data["targets"]
 
 
 def test_samples_are_the_same_on_every_run_and_a_limit_spreads_them(micro_ttt_dir, tmp_path):
