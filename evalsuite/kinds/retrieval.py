@@ -45,6 +45,13 @@ class RetrievalKind(TaskKind):
     task_params: dict = {}  # the generator's own params and their defaults
     defaults: dict = {}  # this kind's defaults of COMMON params
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.corpus and self.param("haystack") != "books":
+            raise TaskSpecError(f"{self.spec.source}: a corpus ({self.corpus}) was given, but task {self.spec.name} "
+                                f"hides its needles in {self.param('haystack')!r} text; only params.haystack: books "
+                                "reads a corpus")
+
     @classmethod
     def all_defaults(cls) -> dict:
         return {**COMMON, **cls.defaults, **cls.task_params}
@@ -97,13 +104,6 @@ class RetrievalKind(TaskKind):
         cells = spread_cells(len(depths), n, self.limit)
         return [Unit(f"length={length},depth={depths[d]},rep={r}", (length, depths[d], r))
                 for length in self.spec.lengths for d, r in cells]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.corpus and self.param("haystack") != "books":
-            raise TaskSpecError(f"{self.spec.source}: a corpus ({self.corpus}) was given, but task {self.spec.name} "
-                                f"hides its needles in {self.param('haystack')!r} text; only params.haystack: books "
-                                "reads a corpus")
 
     @cached_property
     def books(self) -> Corpus:
@@ -191,6 +191,8 @@ def eos_ids(model) -> set[int]:
 
 @register_kind("passkey")
 class Passkey(RetrievalKind):
+    """A pass key in filler (evalsuite.retrieval.passkey)."""
+
     make = staticmethod(passkey.make)
     task_params = {"digits": 5}
     defaults = {"haystack": "filler", "answer_tokens": 12}
@@ -198,6 +200,8 @@ class Passkey(RetrievalKind):
 
 @register_kind("niah")
 class Niah(RetrievalKind):
+    """RULER's needle-in-a-haystack family in a corpus (evalsuite.retrieval.niah)."""
+
     make = staticmethod(niah.make)
     task_params = {"keys": "words", "values": "numbers", "needles": 1, "values_per_key": 1, "queries": 1}
     defaults = {"answer_tokens": 32}
@@ -205,6 +209,8 @@ class Niah(RetrievalKind):
 
 @register_kind("variable_tracking")
 class VariableTracking(RetrievalKind):
+    """RULER's variable tracking in a corpus (evalsuite.retrieval.variable_tracking)."""
+
     make = staticmethod(variable_tracking.make)
     task_params = {"hops": 4, "chains": 2, "digits": 5}
     defaults = {"answer_tokens": 48}
@@ -212,6 +218,8 @@ class VariableTracking(RetrievalKind):
 
 @register_kind("book_facts")
 class BookFacts(RetrievalKind):
+    """BABILong-style facts in a book (evalsuite.retrieval.book_facts)."""
+
     make = staticmethod(book_facts.make)
     task_params = {"supporting_facts": [1, 2, 3], "distractor_facts": 4}
     defaults = {"answer_tokens": 8}

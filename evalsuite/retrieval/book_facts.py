@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from .problems import Insert, Problem, spread
+from .problems import Insert, Problem, check_int, spread
 from .words import GIVE_VERBS, MOVE_VERBS, OBJECTS, PEOPLE, PLACES, TAKE_VERBS
 
 INSTRUCTION = ("Below is a text with facts about people, objects and places hidden in it. Read it and answer the "
@@ -26,10 +26,8 @@ def make(rng: random.Random, depth: float, *, candidates: int, supporting_facts:
     options = [supporting_facts] if isinstance(supporting_facts, int) else list(supporting_facts)
     if not options or any(m not in (1, 2, 3) or isinstance(m, bool) for m in options):
         raise ValueError(f"book_facts: supporting_facts must be 1, 2 or 3 (or a list of them), got {supporting_facts!r}")
-    if not isinstance(distractor_facts, int) or isinstance(distractor_facts, bool) or distractor_facts < 0:
-        raise ValueError(f"book_facts: distractor_facts must be a non-negative integer, got {distractor_facts!r}")
-    if not 2 <= candidates <= len(PLACES):
-        raise ValueError(f"book_facts: candidates must be between 2 and {len(PLACES)} (the places), got {candidates}")
+    check_int("book_facts", "distractor_facts", distractor_facts, 0)
+    check_int("book_facts", "candidates", candidates, 2, len(PLACES))
     m = rng.choice(options)
     people, places, objects = rng.sample(PEOPLE, len(PEOPLE)), rng.sample(PLACES, len(PLACES)), \
         rng.sample(OBJECTS, len(OBJECTS))

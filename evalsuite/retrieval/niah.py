@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from .problems import MAKERS, Insert, Problem, distinct, distractor_lists, join, spread
+from .problems import MAKERS, Insert, Problem, check_int, distinct, distractor_lists, join, spread
 
 INSTRUCTION = ("Some special magic {kind}s are hidden within the following text. Make sure to memorize it. I will "
                "quiz you about the {kind}s afterwards.")
@@ -25,8 +25,7 @@ def make(rng: random.Random, depth: float, *, candidates: int, keys: str = "word
         if form not in MAKERS:
             raise ValueError(f"niah: {name} must be one of {sorted(MAKERS)}, got {form!r}")
     for name, count in (("needles", needles), ("values_per_key", values_per_key), ("queries", queries)):
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError(f"niah: {name} must be a positive integer, got {count!r}")
+        check_int("niah", name, count, 1)
     if queries > needles:
         raise ValueError(f"niah: queries ({queries}) cannot exceed needles ({needles}): only needles' keys exist")
     taken: set[str] = set()

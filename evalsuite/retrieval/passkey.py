@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .problems import Insert, Problem, distinct, number
+from .problems import Insert, Problem, check_int, distinct, number
 
 INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will "
                "quiz you about the important information there.")
@@ -12,8 +12,7 @@ QUESTION = "What is the pass key? The pass key is"
 
 
 def make(rng: random.Random, depth: float, *, candidates: int, digits: int = 5) -> Problem:
-    if not 2 <= digits <= 12:
-        raise ValueError(f"passkey: digits must be between 2 and 12, got {digits!r}")
+    check_int("passkey", "digits", digits, 2, 12)
     key = number(rng, digits)
     wrong = distinct(lambda r: number(r, digits), rng, candidates - 1, {key})
     needle = f" The pass key is {key}. Remember it. {key} is the pass key."

@@ -67,6 +67,13 @@ def answer_key(text: str) -> frozenset[str]:
     return frozenset(v for v in normalize(text.replace(",", " ")).split())
 
 
+def check_int(task: str, name: str, value, low: int, high: int | None = None) -> None:
+    """A generator's integer option, or a ValueError naming it and the range expected."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+        raise ValueError(f"{task}: {name} must be {expected}, got {value!r}")
+
+
 def spread(depth: float, m: int) -> list[float]:
     """Depths of m target inserts: the first at `depth`, the others evenly between it and the end."""
     return [depth + (1.0 - depth) * i / m for i in range(m)]

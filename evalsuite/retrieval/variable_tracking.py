@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import random
 
-from .problems import Insert, Problem, distinct, distractor_lists, join, number, spread, variable
+from .problems import Insert, Problem, check_int, distinct, distractor_lists, join, number, spread, variable
 
 INSTRUCTION = "Memorize and track the chain(s) of variable assignment hidden in the following text."
 
 
 def make(rng: random.Random, depth: float, *, candidates: int, hops: int = 4, chains: int = 2,
          digits: int = 5) -> Problem:
-    if not isinstance(hops, int) or isinstance(hops, bool) or hops < 1:
-        raise ValueError(f"variable_tracking: hops must be a positive integer, got {hops!r}")
-    if not isinstance(chains, int) or isinstance(chains, bool) or chains < 1:
-        raise ValueError(f"variable_tracking: chains must be a positive integer, got {chains!r}")
+    check_int("variable_tracking", "hops", hops, 1)
+    check_int("variable_tracking", "chains", chains, 1)
+    check_int("variable_tracking", "digits", digits, 2, 12)
     taken: set[str] = set()
     values = distinct(lambda r: number(r, digits), rng, chains, taken)
     names = [distinct(variable, rng, hops + 1, taken) for _ in values]

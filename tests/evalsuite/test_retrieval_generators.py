@@ -155,7 +155,7 @@ def test_book_facts_chains_and_places():
         assert sum(i.target for i in p.inserts) == p.info["supporting_facts"]
         assert sorted(c.strip() for c in p.candidates) == sorted(PLACES)
     assert all(counts.values())
-    with pytest.raises(ValueError, match="candidates must be between 2 and 8"):
+    with pytest.raises(ValueError, match="candidates must be an integer from 2 to 8"):
         book_facts.make(random.Random(0), 0.5, candidates=9)
 
 
@@ -205,7 +205,7 @@ def test_too_short_a_length_is_refused_with_what_it_needs(tokenizer):
 
 def test_bad_task_params_name_the_input():
     base = Registry().get("book_facts")
-    for params, message in [({"candidates": 12}, "candidates must be between 2 and 8"),
+    for params, message in [({"candidates": 12}, "candidates must be an integer from 2 to 8"),
                             ({"depths": [50, 10]}, "params.depths must be increasing whole percentages"),
                             ({"scoring": ["greedy"]}, "params.scoring must be a list of"),
                             ({"haystack": "noise"}, "params.haystack must be one of"),
