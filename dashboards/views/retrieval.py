@@ -36,8 +36,9 @@ def render(store) -> None:
     if cells.empty:
         st.info(f"No {metric} cells for the chosen models.")
         return
-    st.altair_chart(heatmap(cells), width="content")
     chance = df[(df["name"] == "chance") & df["model"].isin(chosen)]["value"]
+    st.altair_chart(heatmap(cells, chance.iloc[0] if metric == "rank_accuracy" and not chance.empty else None),
+                    width="content")
     st.caption("Latest finished run per model (content hash). Each cell: accuracy over its n samples (Wilson 95% "
                "interval in the tooltip); depth = share of the haystack before the needle."
                + (f" Chance (rank) = {chance.iloc[0]:.2f}." if metric == "rank_accuracy" and not chance.empty else ""))
@@ -62,14 +63,16 @@ def cell_frame(part: pd.DataFrame) -> pd.DataFrame:
                          "ci_high": rows["ci_high"].to_numpy(), "n": rows["n"].astype(int).to_numpy()})
 
 
-def heatmap(cells: pd.DataFrame):
-    """Depth (rows, 0% at the top) x length (columns), colour = accuracy in [0, 1], text = accuracy and n."""
+def heatmap(cells: pd.DataFrame, chance: float | None = None):
+    """Depth (rows, 0% at the top) x length (columns), colour = accuracy in [0, 1] (yellow at chance, when given),
+    text = accuracy and n."""
     data = cells.assign(label=[f"{v:.2f}\nn={n}" for v, n in zip(cells["value"], cells["n"])])
     base = alt.Chart(data).encode(
         x=alt.X("length:O", title="context length (tokens)"),
         y=alt.Y("depth:O", title="needle depth (%)", sort="ascending"))
     rect = base.mark_rect().encode(
-        color=alt.Color("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="redyellowgreen")),
+        color=alt.Color("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1], scheme="redyellowgreen",
+                                                                      **({"domainMid": chance} if chance else {}))),
         tooltip=["model", "length", "depth", alt.Tooltip("value:Q", format=".2f"),
                  alt.Tooltip("ci_low:Q", format=".2f"), alt.Tooltip("ci_high:Q", format=".2f"), "n"])
     text = base.mark_text(fontSize=10, lineBreak="\n").encode(text="label:N")

@@ -8,10 +8,20 @@ from ..errors import EvalsuiteError
 from ..metrics.retrieval import parse_cell
 
 
+def latest_runs(store, task: str) -> list[int]:
+    """The latest finished run of `task` per model (content hash), ordered by model id."""
+    runs = store.runs(task=task, status="finished")
+    if runs.empty:
+        raise EvalsuiteError(f"no finished run of task {task!r} in the results store")
+    latest = runs.sort_values("id").groupby("model_hash").tail(1).sort_values(["model_id", "id"])
+    return [int(i) for i in latest["id"]]
+
+
 def plot_heatmaps(store, run_ids: list[int], metric: str, out: str | Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize, TwoSlopeNorm
 
     panels = []
     for run_id in run_ids:
@@ -30,7 +40,8 @@ def plot_heatmaps(store, run_ids: list[int], metric: str, out: str | Path) -> Pa
                              figsize=(1.2 + len(panels) * (0.75 * len(lengths) + 0.6), 1.6 + 0.38 * len(depths)))
     for ax, (run, cells, chance) in zip(axes[0], panels):
         grid = [[cells.get((L, d), (float("nan"), 0))[0] for L in lengths] for d in depths]
-        image = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+        norm = TwoSlopeNorm(vmin=0, vcenter=chance, vmax=1) if chance and 0 < chance < 1 else Normalize(0, 1)
+        image = ax.imshow(grid, cmap="RdYlGn", norm=norm, aspect="auto")  # yellow = chance (rank)
         for i, d in enumerate(depths):
             for j, L in enumerate(lengths):
                 if (L, d) in cells:

@@ -135,7 +135,7 @@ def test_heatmap_png_one_panel_per_run(micro_ttt_dir, micro_llama_dir, tmp_path)
     from PIL import Image
 
     from evalsuite.errors import EvalsuiteError
-    from evalsuite.retrieval.heatmap import plot_heatmaps
+    from evalsuite.retrieval.heatmap import latest_runs, plot_heatmaps
 
     store = Store(tmp_path / "r.db")
     runs = [run_task(small_spec("passkey", [192, 320], n=1), f"{kind}:{path}", store=store, progress=False).run_id
@@ -143,6 +143,8 @@ def test_heatmap_png_one_panel_per_run(micro_ttt_dir, micro_llama_dir, tmp_path)
     one = Image.open(plot_heatmaps(store, runs[:1], "rank_accuracy", tmp_path / "one.png"))
     two = Image.open(plot_heatmaps(store, runs, "generate_accuracy", tmp_path / "two.png"))
     assert one.format == two.format == "PNG" and two.width > 1.2 * one.width  # a second panel
+    again = run_task(small_spec("passkey", [192], n=1), f"ttt:{micro_ttt_dir}", store=store, progress=False).run_id
+    assert latest_runs(store, "passkey") == [runs[1], again]  # per model, by model id: hf:..., ttt:...
     ppl = run_task("ppl_vs_length", f"hf:{micro_llama_dir}", store=store, lengths=[64], limit=1, progress=False)
     with pytest.raises(EvalsuiteError, match="has no 'rank_accuracy' rows per \\(length, depth\\) cell"):
         plot_heatmaps(store, [ppl.run_id], "rank_accuracy", tmp_path / "x.png")
