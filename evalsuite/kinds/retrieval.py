@@ -212,7 +212,7 @@ class VariableTracking(RetrievalKind):
     """RULER's variable tracking in a corpus (evalsuite.retrieval.variable_tracking)."""
 
     make = staticmethod(variable_tracking.make)
-    task_params = {"hops": 4, "chains": 2, "digits": 5}
+    task_params = {"hops": 4, "chains": 4, "digits": 5}
     defaults = {"answer_tokens": 48}
 
 

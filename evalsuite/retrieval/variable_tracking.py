@@ -11,7 +11,7 @@ from .problems import Insert, Problem, check_int, distinct, distractor_lists, jo
 INSTRUCTION = "Memorize and track the chain(s) of variable assignment hidden in the following text."
 
 
-def make(rng: random.Random, depth: float, *, candidates: int, hops: int = 4, chains: int = 2,
+def make(rng: random.Random, depth: float, *, candidates: int, hops: int = 4, chains: int = 4,
          digits: int = 5) -> Problem:
     check_int("variable_tracking", "hops", hops, 1)
     check_int("variable_tracking", "chains", chains, 1)

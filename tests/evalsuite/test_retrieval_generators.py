@@ -142,9 +142,10 @@ def test_hard_distractors_come_from_the_text():
     p = niah.make(random.Random(0), 0.3, candidates=4, needles=4)
     hidden = {v for i in p.inserts if not i.target for v in re.findall(r"is: (\d+)\.", i.text)}
     assert {d.strip() for d in p.distractors} == hidden  # the other keys' values
-    v = variable_tracking.make(random.Random(0), 0.3, candidates=3, chains=2)
+    v = variable_tracking.make(random.Random(0), 0.3, candidates=4)  # 4 chains: every distractor is one of them
     others = [re.search(r"VAR (\w+) =", i.text).group(1) for i in v.inserts if not i.target]
-    assert v.distractors[0] == " " + ", ".join(others)
+    assert [answer_key(d) for d in v.distractors] == [frozenset(n.lower() for n in others[i:i + 5])
+                                                      for i in (0, 5, 10)]
 
 
 def test_book_facts_chains_and_places():
