@@ -148,3 +148,39 @@ def test_heatmap_png_one_panel_per_run(micro_ttt_dir, micro_llama_dir, tmp_path)
     ppl = run_task("ppl_vs_length", f"hf:{micro_llama_dir}", store=store, lengths=[64], limit=1, progress=False)
     with pytest.raises(EvalsuiteError, match="has no 'rank_accuracy' rows per \\(length, depth\\) cell"):
         plot_heatmaps(store, [ppl.run_id], "rank_accuracy", tmp_path / "x.png")
+
+
+
+def test_markdown_table_one_row_per_run(micro_ttt_dir, micro_llama_dir, tmp_path, capsys, monkeypatch):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.retrieval.table import markdown_table, retrieval_runs
+
+    store = Store(tmp_path / "r.db")
+    with pytest.raises(EvalsuiteError, match="no finished run of a retrieval task"):
+        retrieval_runs(store)
+    pk = run_task(small_spec("passkey", [192, 320], n=1), f"ttt:{micro_ttt_dir}", store=store, progress=False).run_id
+    bf = run_task(small_spec("book_facts", [384], n=1), f"hf:{micro_llama_dir}", store=store, progress=False).run_id
+    ppl = run_task("ppl_vs_length", f"hf:{micro_llama_dir}", store=store, lengths=[64], limit=1, progress=False)
+    assert retrieval_runs(store) == [pk, bf]  # in the order of the kinds (passkey, ..., book_facts); no ppl run
+    lines = markdown_table(store, [pk, bf]).splitlines()
+    assert lines[0] == "| task | model | 192 | 320 | 384 | all [95% CI] | n | chance | time |"
+    samples = store.samples(pk).query("name == 'rank_correct'")
+    by_length = samples.groupby(samples["bin"].str.split(",").str[0])["value"].mean()
+    passkey = lines[2].split(" | ")  # 192 and 320 filled, 384 blank; 6 samples (3 depths x 2 lengths)
+    assert passkey[0] == "| passkey" and passkey[4] == "" and passkey[6:8] == ["6", "0.25"]
+    assert [float(c) for c in passkey[2:4]] == pytest.approx(by_length[["length=192", "length=320"]].tolist(),
+                                                             abs=0.005)
+    assert float(passkey[5].split()[0]) == pytest.approx(samples["value"].mean(), abs=0.005)
+    book_facts = lines[3].split(" | ")
+    assert book_facts[0] == "| book_facts" and book_facts[2:4] == ["", ""] and book_facts[4] and book_facts[6] == "3"
+    with pytest.raises(EvalsuiteError, match="has no 'rank_accuracy' rows"):
+        markdown_table(store, [ppl.run_id])
+    script = Path(__file__).resolve().parents[2] / "scripts" / "retrieval_table.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--db", str(tmp_path / "r.db")])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0 and capsys.readouterr().out.splitlines() == lines
