@@ -21,7 +21,7 @@ def retrieval_runs(store) -> list[int]:
 
 def markdown_table(store, run_ids: list[int], metric: str = "rank_accuracy") -> str:
     """One row per run: task, model, `metric` at each length (blank where a run has none), overall [95% CI], n,
-    chance and the run's wall time."""
+    chance (rank accuracy only) and the run's wall time."""
     rows, lengths = [], set()
     for run_id in run_ids:
         run = store.run(run_id)
@@ -33,7 +33,7 @@ def markdown_table(store, run_ids: list[int], metric: str = "rank_accuracy") -> 
         per_length = {int(b.removeprefix("length=")): v for b, v in by_bin["value"].items()
                       if b.startswith("length=") and ",depth=" not in b}
         lengths |= set(per_length)
-        chance = store.metrics(run_id=run_id, name="chance")
+        chance = store.metrics(run_id=run_id, name="chance") if metric == "rank_accuracy" else pd.DataFrame()
         seconds = (pd.Timestamp(run["finished_at"]) - pd.Timestamp(run["started_at"])).total_seconds()
         rows.append((run, per_length, by_bin.loc[""], chance["value"].iloc[0] if not chance.empty else None, seconds))
     lengths = sorted(lengths)
