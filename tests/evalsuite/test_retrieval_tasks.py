@@ -177,7 +177,7 @@ def test_markdown_table_one_row_per_run(micro_ttt_dir, micro_llama_dir, tmp_path
     assert float(passkey[5].split()[0]) == pytest.approx(samples["value"].mean(), abs=0.005)
     book_facts = lines[3].split(" | ")
     assert book_facts[0] == "| book_facts" and book_facts[2:4] == ["", ""] and book_facts[4] and book_facts[6] == "3"
-    assert markdown_table(store, [pk], "generate_accuracy").splitlines()[2].split(" | ")[7] == ""  # no chance
+    assert markdown_table(store, [pk, bf], "generate_accuracy").splitlines()[2].split(" | ")[7] == ""  # no chance
     with pytest.raises(EvalsuiteError, match="has no 'rank_accuracy' rows"):
         markdown_table(store, [ppl.run_id])
     script = Path(__file__).resolve().parents[2] / "scripts" / "retrieval_table.py"
