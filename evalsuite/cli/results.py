@@ -104,7 +104,8 @@ def _print_run(console, store, run_id: int) -> None:
 
     run = store.run(run_id)
     df = store.metrics(run_id=run_id)
-    table = Table(title=f"run {run_id}: {run['task']} v{run['task_version']} | {run['model_id']} "
+    version = ("v" if run["task_version"][:1].isdigit() else "") + run["task_version"]  # not "vlm-eval-0.4.13"
+    table = Table(title=f"run {run_id}: {run['task']} {version} | {run['model_id']} "
                         f"(hash {run['model_hash']}) | seed {run['seed']} | {run['status']}",
                   caption="value [95% CI]", box=box.SIMPLE_HEAD)
     names = list(dict.fromkeys(df["name"]))
