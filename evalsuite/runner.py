@@ -80,8 +80,10 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     if not units:
         raise CorpusError(f"task {spec.name}: no units of work (empty corpus or a limit of 0)")
     config, env = kind.config(), environment(loaded.model)
-    identity = dict(task=spec.name, task_version=spec.version, model_hash=loaded.model_hash, config=config, seed=seed)
-    run_id = store.start_run(**identity, task_kind=spec.kind, model_id=loaded.model_id, model_spec=loaded.spec,
+    model_id, model_hash = kind.subject() or (loaded.model_id, loaded.model_hash)
+    identity = dict(task=spec.name, task_version=spec.version, model_hash=model_hash, config=config, seed=seed)
+    run_id = store.start_run(**identity, task_kind=spec.kind, model_id=model_id,
+                             model_spec=loaded.spec if model_id == loaded.model_id else model_id,
                              n_units=len(units), code_version=code_version(), environment=env, resume=resume)
     # An interrupted run under other code, libraries or device is not continued: its documents were scored differently.
     not_resumed = {r["id"]: describe(differences({"then": r["environment"], "now": env}))

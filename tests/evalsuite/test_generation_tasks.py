@@ -62,6 +62,8 @@ def test_asr_wer_on_espeak_passages(micro_ttt_dir, tmp_path):
     assert "t=0-60s" in set(m["bin"])
     audio = [json.loads(d)["audio"] for d in store.samples(result.run_id).query("name == 'output'")["data"]]
     assert len(audio) == 2 and all(p.endswith(".wav") for p in audio)
+    stored = store.run(result.run_id)  # espeak-ng read corpus passages: the model was never used
+    assert stored["model_id"] == stored["model_spec"] == "reference:espeak-ng" and len(stored["model_hash"]) == 16
 
 
 def _corpus(tmp_path, n=8):
