@@ -17,7 +17,7 @@ from evalsuite.registry import Registry, validate_spec
 from evalsuite.runner import run_task
 from evalsuite.store import Store
 
-from support.speech import tiny_whisper, write_llama_omni, write_openai_whisper
+from ttt_omni.speech.tiny import tiny_whisper, write_llama_omni, write_openai_whisper
 
 
 def small_spec(**params):

@@ -45,7 +45,7 @@ from .data import LanePacker, book_conversations, load_jsonl, tokenize
 from .monitor import MonitorAlarm, TTTMonitor
 from .speech_data import speech_sequence
 from .tasks import SpeechConversations, TextWindows
-from .tokenizer import load_tokenizer, train_bpe
+from ttt_omni.tokenizer import load_tokenizer, train_bpe
 
 TTT_CONFIG_KEYS = ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr", "attention_window",
                    "scan_checkpoint_every")
