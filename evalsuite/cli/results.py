@@ -33,6 +33,8 @@ def register(sub, add_db) -> None:
                      help="extra folder of task YAMLs (and .py kinds); lm-eval YAMLs here serve lm_eval:NAME")
     run.add_argument("--rank", type=int, default=None, help="this process's shard (default: $RANK or 0)")
     run.add_argument("--world-size", type=int, default=None, help="number of shards (default: $WORLD_SIZE or 1)")
+    run.add_argument("--name", default=None, help="label of the model in tables and plots (default: its checkpoint "
+                     "folder, e.g. ttt:stage-1/final; its content hash identifies it either way)")
     run.add_argument("--new", action="store_true", help="start a new run instead of resuming an unfinished one")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
@@ -71,7 +73,7 @@ def cmd_run(args) -> int:
     store = Store(args.db)
     result = run_task(args.task, args.model, store=store, include_paths=args.include_path, limit=args.limit,
                       device=args.device, seed=args.seed, corpus=args.corpus, lengths=lengths, rank=args.rank,
-                      world_size=args.world_size, resume=not args.new, progress=not args.no_progress)
+                      world_size=args.world_size, resume=not args.new, progress=not args.no_progress, name=args.name)
     console = _console()
     for old, diff in result.not_resumed.items():
         console.print(f"run {old} of the same task, model and config is unfinished but was not resumed: it ran "

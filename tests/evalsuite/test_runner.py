@@ -226,3 +226,24 @@ def test_a_model_that_turns_nan_fails_its_run_with_the_reason(tmp_path, spec, we
         run_task("ppl_vs_length", loaded, store=store, limit=1, lengths=[64, 128], progress=False)
     run = store.runs().iloc[0]
     assert run["status"] == "failed" and "NaN/Inf" in run["error"] and store.metrics().empty
+
+
+def test_checkpoints_are_named_apart_and_a_run_can_name_its_model(tmp_path, micro_ttt_dir, small_corpus):
+    """Every curriculum stage ends in a folder called `final`: 'ttt:final' could not tell stage 1 from stage 2."""
+    import shutil
+
+    from evalsuite.models import display_name
+
+    for stage in ("stage-1", "stage-2"):
+        shutil.copytree(micro_ttt_dir, tmp_path / "run" / stage / "final")
+    assert display_name(tmp_path / "run" / "stage-1" / "final") == "stage-1/final"
+    assert display_name(tmp_path / "run" / "checkpoints" / "step-0000300") == "run/step-0000300"
+    assert display_name(micro_ttt_dir) == micro_ttt_dir.name
+    db = str(tmp_path / "s.db")
+    common = ["run", "--task", "ppl_vs_length", "--corpus", str(small_corpus), "--lengths", "32", "--limit", "1",
+              "--db", db, "--no-progress"]
+    assert main([*common, "--model", f"ttt:{tmp_path / 'run' / 'stage-1' / 'final'}"]) == 0
+    assert main([*common, "--model", f"ttt:{tmp_path / 'run' / 'stage-2' / 'final'}", "--name", "ttt stage 2"]) == 0
+    runs = Store(db).runs()
+    assert runs["model_id"].tolist() == ["ttt:stage-1/final", "ttt stage 2"]
+    assert runs["model_hash"].nunique() == 1  # the same weights: one hash, whatever the label
