@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .errors import ModelSpecError
-from .models import TINY_CHECKPOINTS, content_hash, load_model
+from .models import TINY_CHECKPOINTS, content_hash, display_name, load_model
 
 
 def checkpoint_identity(checkpoint: str | Path) -> tuple[str, str]:
@@ -24,4 +24,4 @@ def checkpoint_identity(checkpoint: str | Path) -> tuple[str, str]:
                              "nor a model spec ttt:PATH, hf:PATH, tiny, tiny-baseline")
     if not (sep and kind in ("ttt", "hf")):
         kind = "ttt" if json.loads(config.read_text()).get("model_type") == "ttt_llama" else "hf"
-    return f"{kind}:{path.resolve().name}", content_hash(path)
+    return f"{kind}:{display_name(path)}", content_hash(path)

@@ -66,6 +66,11 @@ class TaskKind:
         return {"dataset": self.spec.dataset, "lengths": self.spec.lengths, "params": self.spec.params,
                 "limit": self.limit, "corpus": self.corpus, "device": self.device}
 
+    def subject(self) -> tuple[str, str] | None:
+        """(id, hash) of what this run measures when that is not the model: a run that never uses the model (e.g.
+        espeak-ng reading corpus passages, the reference of asr_wer) is stored under that system instead."""
+        return None
+
     def notes(self) -> list[str]:
         """Things the person reading the results should know (e.g. the compared sides differ in dtype)."""
         return []

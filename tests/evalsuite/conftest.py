@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.speech import write_llama_omni
+from ttt_omni.speech.tiny import write_llama_omni
 from ttt_omni.data_manifest import books
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,6 +37,7 @@ def _train_tokenizer(out_dir: Path):
 def kinds_of_this_test_only():
     """Kinds a test registers from its own --include-path files are forgotten after it (the registry refuses a
     second kind of one name, and tests reuse names)."""
+    import evalsuite.kinds  # noqa: F401  (the built-in kinds are registered before the snapshot)
     from evalsuite.task import KINDS
 
     before = dict(KINDS)

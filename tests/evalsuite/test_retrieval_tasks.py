@@ -75,7 +75,7 @@ def test_compare_pairs_retrieval_samples(micro_ttt_dir, micro_llama_dir, tmp_pat
     store = Store(tmp_path / "r.db")
     spec = dataclasses.replace(Registry().get("compare"), lengths=[192, 320], source="test",
                                params=dict(task="passkey_small", metric="rank_accuracy", higher_is_better=True,
-                                           baseline=f"hf:{micro_llama_dir}", n_boot=100))
+                                           baseline=f"hf:{micro_llama_dir}"))
     result = run_task(spec, f"ttt:{micro_ttt_dir}", store=store, include_paths=[str(tasks)], progress=False)
     m = store.metrics(run_id=result.run_id)
     diff = m[m["name"] == "diff"].set_index("bin")

@@ -97,7 +97,7 @@ def test_bad_config_errors(tmp_path):
         TrainConfig.from_dict({"output_dir": "x", "stages": [{"stage": 1, "context": 128}]}, stage=3)
 
 
-def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_jsonl):
+def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_jsonl, capsys):
     import yaml
 
     from ttt_omni.cli import main
@@ -110,6 +110,10 @@ def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_j
                             "mini_batch_size": 16}}))
     assert main(["train", str(cfg)]) == 0
     assert (tmp_path / "cli-run" / "final" / "model.safetensors").is_file()
+    err = capsys.readouterr().err  # what it does before its progress bar, from the first second
+    steps = ["reading conversations", "training a byte-level BPE tokenizer", "building the model", "tokenising"]
+    assert [err.index(f"train: {s}") for s in steps] == sorted(err.index(f"train: {s}") for s in steps)
+    assert err.index("train: tokenising") < err.index("%|")  # all before the progress bar
     log = (tmp_path / "cli-run" / "train_log.csv").read_text()
     assert main(["train", str(cfg)]) == 2, "a second fresh run into the same output_dir is refused"
     assert (tmp_path / "cli-run" / "train_log.csv").read_text() == log
