@@ -26,8 +26,8 @@ def distilled(source, corpus, tmp_path_factory):
     out = root / "out"
     args = ["distill", str(source), str(out), *ARGS, "--corpus", str(corpus), "--attention-window", "32",
             "--attention-sinks", "2"]
-    assert cli_main(args + ["--finetune-steps", "2", "--finetune-context", "64", "--work-dir", str(root / "w"),
-                            "--delta", str(root / "delta")]) == 0
+    assert cli_main(args + ["--finetune-steps", "2", "--finetune-context", "64", "--finetune-kl-weight", "0.5",
+                            "--work-dir", str(root / "w"), "--delta", str(root / "delta")]) == 0
     return source, out, root
 
 
@@ -39,6 +39,7 @@ def test_the_output_is_a_hybrid_with_its_report(distilled):
     report = json.loads((out / DISTILL_REPORT_NAME).read_text())
     assert report["calibration"]["tokens_collected"] == 5 * 64
     assert report["finetune"]["steps"] == 2 and report["finetune"]["tokens"] == 2 * 64
+    assert report["finetune"]["kl_weight"] == 0.5
     assert set(report["transfer"]["layers"]) == {"2", "3"}
     assert all(row["tokens"] == 3 * 64 for row in report["transfer"]["layers"].values())
     assert set(report["wall_time_s"]) == {"convert", "collect", "transfer", "finetune"}
@@ -70,8 +71,8 @@ def test_running_again_continues_and_a_finished_output_is_kept(distilled, source
     # the same work directory: every phase is found done, nothing is recomputed
     stamps = {p: p.stat().st_mtime_ns for p in (root / "w" / "activations").glob("*.safetensors")}
     args = ["distill", str(source), str(tmp_path / "again"), *ARGS, "--corpus", str(corpus), "--attention-window",
-            "32", "--attention-sinks", "2", "--finetune-steps", "2", "--finetune-context", "64", "--work-dir",
-            str(root / "w")]
+            "32", "--attention-sinks", "2", "--finetune-steps", "2", "--finetune-context", "64",
+            "--finetune-kl-weight", "0.5", "--work-dir", str(root / "w")]
     assert cli_main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     ids = torch.randint(0, 4096, (1, 40), generator=torch.Generator().manual_seed(1))

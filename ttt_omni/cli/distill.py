@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     g.add_argument("--finetune-context", type=int, default=1024)
     g.add_argument("--finetune-batch-size", type=int, default=1)
     g.add_argument("--finetune-lr", type=float, default=1e-4)
+    g.add_argument("--finetune-kl-weight", type=float, default=0.0,
+                   help="> 0: add this x KL(source model || hybrid) of the next-token distributions to the LM loss")
+    g.add_argument("--finetune-bf16", action="store_true", help="bf16 autocast (TTT inner state stays float32)")
     p.add_argument("--work-dir", default=None, help="resumable intermediate results (default: OUTPUT.work)")
     p.add_argument("--delta", default=None, metavar="DIR",
                    help="also write the TTT layers alone as a delta over SOURCE (what checkpoints/ ships)")
@@ -66,7 +69,8 @@ def run(args) -> int:
                            sequences_per_shard=args.sequences_per_shard, teacher_dtype=args.teacher_dtype,
                            transfer=transfer, finetune_steps=args.finetune_steps,
                            finetune_context=args.finetune_context, finetune_batch_size=args.finetune_batch_size,
-                           finetune_lr=args.finetune_lr, work_dir=args.work_dir)
+                           finetune_lr=args.finetune_lr, finetune_kl_weight=args.finetune_kl_weight,
+                           finetune_bf16=args.finetune_bf16, work_dir=args.work_dir)
     report = distill_checkpoint(args.source, args.output, config)
     for layer, row in report["transfer"]["layers"].items():
         print(f"layer {layer}: validation relative MSE {row.get('before_val_rel_mse', float('nan')):.3f} -> "

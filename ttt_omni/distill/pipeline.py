@@ -5,7 +5,8 @@
 2. collect the replaced attention layers' inputs and outputs on calibration text (the train books, or a corpus)
    into activation shards (activations.py);
 3. train each TTT layer to reproduce them (transfer.py);
-4. optionally, a short end-to-end fine-tune of the TTT layers only, by the project's trainer (LM loss);
+4. optionally, a short end-to-end fine-tune of the TTT layers only, by the project's trainer (LM loss, optionally
+   plus KL to the source model's next-token distributions);
 5. OUT: the hybrid checkpoint (tokenizer and reports beside it).
 
 Every phase is resumable: the work directory (default OUT.work) holds the conversion, the shards, the transfer's
@@ -62,13 +63,16 @@ class DistillConfig:
     finetune_context: int = 1024
     finetune_batch_size: int = 1
     finetune_lr: float = 1e-4
+    finetune_kl_weight: float = 0.0  # > 0: the loss adds this x KL(source model || hybrid) of next-token distributions
+    finetune_bf16: bool = False  # bf16 autocast (the TTT inner parameters and state stay float32)
     work_dir: str | None = None  # default: OUT.work
 
     def validate(self) -> None:
         if self.teacher_dtype not in DTYPES:
             raise ValueError(f"teacher_dtype {self.teacher_dtype!r} is unknown; expected one of {sorted(DTYPES)}")
-        if self.finetune_steps < 0:
-            raise ValueError(f"finetune_steps={self.finetune_steps} must be >= 0")
+        if self.finetune_steps < 0 or self.finetune_kl_weight < 0:
+            raise ValueError(f"finetune_steps={self.finetune_steps} and finetune_kl_weight={self.finetune_kl_weight} "
+                             "must be >= 0")
         if self.sequences_per_shard < 1:
             raise ValueError(f"sequences_per_shard={self.sequences_per_shard} must be >= 1")
         self.transfer.validate()
@@ -164,7 +168,7 @@ def distill_checkpoint(src: str | Path, out: str | Path, config: DistillConfig |
             tokenizer.save_pretrained(tmp)
     final, finetune = distilled, None
     if config.finetune_steps:
-        final, finetune = phases.run("finetune", lambda: _finetune(config, distilled, work))
+        final, finetune = phases.run("finetune", lambda: _finetune(config, src, distilled, work))
 
     with replacing_dir(out, overwrite=False) as tmp:
         for path in final.iterdir():
@@ -176,13 +180,16 @@ def distill_checkpoint(src: str | Path, out: str | Path, config: DistillConfig |
     return report
 
 
-def _finetune(config: DistillConfig, distilled: Path, work: Path) -> tuple[Path, dict]:
-    """End-to-end fine-tune of the TTT layers only, by the trainer (LM loss; the kept layers frozen)."""
+def _finetune(config: DistillConfig, src: Path, distilled: Path, work: Path) -> tuple[Path, dict]:
+    """End-to-end fine-tune of the TTT layers only, by the trainer (LM loss, optionally + KL to the source model;
+    the kept layers frozen)."""
+    kl = config.finetune_kl_weight
     cfg = TrainConfig(output_dir=str(work / "finetune"), seed=config.seed, preset=None, model_from=str(distilled),
                       tokenizer=str(distilled), **_finetune_corpus(config.corpus, work),
                       context=config.finetune_context, batch_size=config.finetune_batch_size,
                       steps=config.finetune_steps, lr=config.finetune_lr, warmup=min(20, config.finetune_steps),
-                      weight_decay=0.0, train_only_ttt=True, state_reset_every=1,
+                      weight_decay=0.0, train_only_ttt=True, state_reset_every=1, bf16=config.finetune_bf16,
+                      teacher=str(src) if kl else None, kl_weight=kl,
                       save_every=max(1, min(50, config.finetune_steps)), monitor_every=10)
     cfg.validate("distill fine-tune")
     trainer = Trainer(cfg)
@@ -190,7 +197,8 @@ def _finetune(config: DistillConfig, distilled: Path, work: Path) -> tuple[Path,
     result = trainer.train()
     return Path(result["final"]), {"steps": cfg.steps, "context": cfg.context, "batch_size": cfg.batch_size,
                                    "tokens": cfg.steps * cfg.context * cfg.batch_size, "lr": cfg.lr,
-                                   "final_loss": result.get("loss"), "data": cfg.books_split or cfg.jsonl}
+                                   "final_loss": result.get("loss"), "kl_weight": kl, "bf16": cfg.bf16,
+                                   "data": cfg.books_split or cfg.jsonl}
 
 
 def _report(src, out, config, calibration, store, transfer, results, finetune, phases) -> dict:

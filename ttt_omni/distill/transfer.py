@@ -109,8 +109,9 @@ def batch_rows(store: ActivationStore, s: TransferSettings, step: int) -> tuple[
 def validation_loss(layer: TTTBase, layer_idx: int, store: ActivationStore, cosine_weight: float = 0.0) -> dict:
     """Mean relative MSE and cosine of `layer` over the validation shards (token-weighted over sequences)."""
     totals = {"err": 0.0, "norm": 0.0, "cos": 0.0, "n": 0}
+    device = next(layer.parameters()).device
     for shard in store.shards("validation"):
-        x, y = store.read(shard, layer_idx)
+        x, y = (t.to(device) for t in store.read(shard, layer_idx))
         for row in range(x.shape[0]):
             pred, _ = layer(x[row:row + 1])
             totals["err"] += float((pred - y[row:row + 1]).pow(2).sum())
@@ -129,6 +130,8 @@ class LayerTransfer:
     def __init__(self, layers: dict[int, TTTBase], store: ActivationStore, work: str | Path,
                  settings: TransferSettings):
         settings.validate()
+        if not layers:
+            raise ValueError("no TTT layers to train")
         missing = sorted(set(layers) - set(store.settings.layers))
         if missing:
             raise ValueError(f"layers {missing} have no stored activations (the store holds {store.settings.layers})")
@@ -136,6 +139,7 @@ class LayerTransfer:
             raise ValueError(f"{store.folder} is incomplete ({[p.name for p in store.missing()[:5]]} missing); "
                              "collect first")
         self.layers, self.store, self.work, self.s = layers, store, Path(work), settings
+        self.device = next(next(iter(layers.values())).parameters()).device  # the shards are read onto it
         self.jobs = [[i] for i in sorted(layers)] if settings.schedule == "layerwise" else [sorted(layers)]
 
     def finished_path(self, layer: int) -> Path:
@@ -184,7 +188,7 @@ class LayerTransfer:
             started = time.perf_counter()
             with monitor.capture(job_index * s.steps + step) if watch else nullcontext():
                 for i in job:
-                    x, y = self.store.read(shard, i, rows)
+                    x, y = (t.to(self.device) for t in self.store.read(shard, i, rows))
                     pred, _ = self.layers[i](x)
                     parts[i] = transfer_loss(pred, y, s.cosine_weight)
                     parts[i]["loss"].backward()

@@ -39,6 +39,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard with FSDP2 across the launched processes (torchrun / accelerate launch)
     train_only_ttt: bool = False
+    # text: with a teacher (an HF checkpoint directory with the same vocabulary, e.g. the model a TTT hybrid was
+    # converted from), the loss adds kl_weight x KL(teacher || model) of the next-token distributions
+    teacher: str | None = None
+    kl_weight: float = 0.0
     # Text: TTT state is carried across a conversation's windows and reset at its boundary; with N it is also reset
     # every N windows (1: every window starts fresh, as in TTT-LM training). Carried states were computed under older
     # weights: over hundreds of windows they go stale, and a model can learn to switch its carried update off.
@@ -102,6 +106,9 @@ class TrainConfig:
             raise ValueError(f"{source}: set exactly one of `books_split` and `jsonl`")
         if self.lr <= 0:
             raise ValueError(f"{source}: lr must be > 0, got {self.lr}")
+        if self.kl_weight < 0 or (self.kl_weight > 0) != (self.teacher is not None):
+            raise ValueError(f"{source}: kl_weight={self.kl_weight} and teacher={self.teacher!r}: set both (a weight "
+                             "> 0 and a teacher checkpoint) or neither")
         if self.state_reset_every is not None and self.state_reset_every < 1:
             raise ValueError(f"{source}: state_reset_every must be >= 1 windows (or absent), got {self.state_reset_every}")
 
