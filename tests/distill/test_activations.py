@@ -1,7 +1,7 @@
 """Activation collection: what the teacher's replaced layers read and write, its shapes, and resumable shards."""
 import pytest
 import torch
-from conftest import LAYERS, calibration, collect, settings
+from support.distill import LAYERS, calibration, collect, settings
 from transformers.models.llama.modeling_llama import LlamaAttention
 
 from ttt_omni.distill import ActivationStore, layer_io, load_teacher

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import LAYERS
+from support.distill import LAYERS
 
 from ttt_omni.cli import main as cli_main
 from ttt_omni.delta import DELTA_MANIFEST, load_delta, save_delta

@@ -2,7 +2,7 @@
 ending bit-identical to an uninterrupted one."""
 import pytest
 import torch
-from conftest import LAYERS, fresh_layers
+from support.distill import LAYERS, fresh_layers
 from safetensors.torch import load_file
 
 import ttt_omni.distill.transfer as transfer_module
