@@ -1,10 +1,11 @@
-"""`evalsuite run | list | show | export | plot`: running tasks and looking at their stored results.
+"""`evalsuite run | list | show | export | plot | migrate`: running tasks and looking at their stored results.
 
 Commands import what they use when they run, so `evalsuite --help` stays fast and each needs only its own extra."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import EvalsuiteError
 from ..task import parse_length
 
 DEFAULT_TASK_MODEL = "tiny"
@@ -61,14 +62,24 @@ def register(sub, add_db) -> None:
     add_db(plot)
     plot.set_defaults(func=cmd_plot)
 
+    migrate = sub.add_parser("migrate", help="bring a results store written by an older version up to date (removes "
+                             "metric rows stored twice, adds the unique constraint)")
+    add_db(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
 
 def cmd_run(args) -> int:
     from ..runner import run_task
     from ..store import Store
 
-    lengths = ([parse_length(x, "--lengths") for x in args.lengths.split(",") if x.strip()]
-               if args.lengths else None)
-    store = Store(args.db)
+    lengths = None
+    if args.lengths is not None:
+        lengths = [parse_length(x, "--lengths") for x in args.lengths.split(",") if x.strip()]
+        if not lengths:
+            raise EvalsuiteError(f"--lengths {args.lengths!r}: expected comma-separated context lengths, e.g. 1k,2k,4k")
+    if args.limit is not None and args.limit < 1:
+        raise EvalsuiteError(f"--limit {args.limit}: expected a positive number of documents (units)")
+    store = Store(args.db, write=True)  # a store that cannot be written is found before the model loads
     result = run_task(args.task, args.model, store=store, include_paths=args.include_path, limit=args.limit,
                       device=args.device, seed=args.seed, corpus=args.corpus, lengths=lengths, rank=args.rank,
                       world_size=args.world_size, resume=not args.new, progress=not args.no_progress)
@@ -86,7 +97,7 @@ def cmd_run(args) -> int:
     _print_run(console, store, result.run_id)
     for note in result.notes:
         console.print(f"note: {note}")
-    console.print(f"\nResults: run {result.run_id} in {store.url}\n"
+    console.print(f"\nResults: run {result.run_id} in {store.where}\n"
                   f"  evalsuite show {result.run_id}{_db_flag(args.db)}        this table and the run manifest\n"
                   f"  evalsuite export --format csv --run {result.run_id}{_db_flag(args.db)}   "
                   "metric rows as csv | json | parquet\n"
@@ -178,4 +189,13 @@ def cmd_plot(args) -> int:
 
     out = args.output or Path("results") / f"plot-{'-'.join(map(str, args.run_ids))}-{args.metric}.png"
     print(f"wrote {plot_runs(Store(args.db), args.run_ids, args.metric, out)}")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from ..store import Store, migrate
+
+    report = migrate(args.db)
+    print(f"{Store(args.db).where}: {report['removed']} duplicate metric row(s) removed; metric rows are unique by "
+          "run, task, name and bin")
     return 0

@@ -27,7 +27,7 @@ def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[s
         mine = runs[runs["model_id"] == system]
         if mine.empty:
             raise BundleError(
-                f"no finished run of task {task!r} for model {system!r} in {url} (or export from JSONL outputs)"
+                f"no finished run of task {task!r} for model {system!r} in {store.where} (or export from JSONL outputs)"
             )
         run_id = int(mine["id"].iloc[-1])
         samples = store.samples(run_id)
@@ -47,7 +47,7 @@ def samples_outputs(url: str, task: str, systems: list[str]) -> dict[str, dict[s
 def write_rows(url: str, key: dict, rows: list[dict]) -> int:
     """One finished run of task human_pref for the bundle; its model is the first system of the key (list the
     candidate first: the win_rate row "A vs B" is A's rate)."""
-    store = Store(url)
+    store = Store(url, write=True)
     first = key["systems"][0]
     try:
         code_version = version("ttt-omni")
@@ -61,11 +61,10 @@ def write_rows(url: str, key: dict, rows: list[dict]) -> int:
         model_hash=config_hash(["human_pref_system", first]),
         model_spec=f"bundle:{key['bundle_id']}",
         config={"bundle_id": key["bundle_id"], "task": key.get("task"), "systems": key["systems"]},
-        seed=int(key.get("seed", 0)),
+        seed=0,
         n_units=0,
         code_version=code_version,
         resume=False,
     )
-    store.add_metrics(run_id, rows)
-    store.finish_run(run_id, "finished")
+    store.finalize(run_id, lambda: rows)
     return run_id

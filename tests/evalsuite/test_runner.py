@@ -226,3 +226,80 @@ def test_a_model_that_turns_nan_fails_its_run_with_the_reason(tmp_path, spec, we
         run_task("ppl_vs_length", loaded, store=store, limit=1, lengths=[64, 128], progress=False)
     run = store.runs().iloc[0]
     assert run["status"] == "failed" and "NaN/Inf" in run["error"] and store.metrics().empty
+
+
+SLOW_AGGREGATE = textwrap.dedent('''
+    import os, time
+    from pathlib import Path
+    from evalsuite.registry import TaskKind, Unit, register_kind
+
+    @register_kind("slow_aggregate")
+    class SlowAggregate(TaskKind):
+        """Units u0..u3; aggregate() notes that it started (params.dir/aggregating-PID) and waits for
+        params.dir/release, then gives 8 metric rows."""
+        metrics = frozenset({f"m{i}" for i in range(8)})
+
+        def units(self):
+            return [Unit(f"u{i}") for i in range(4)]
+
+        def run_unit(self, unit):
+            return [dict(name="one", value=1.0, n=1)]
+
+        def aggregate(self, samples):
+            folder = Path(self.spec.params["dir"])
+            (folder / f"aggregating-{os.getpid()}").write_text("")
+            deadline = time.monotonic() + 240
+            while not (folder / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return [dict(name=f"m{i}", value=float(len(samples)), n=len(samples)) for i in range(8)]
+''')
+
+
+def _wait_for(predicate, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _aggregate_task(tmp_path):
+    (tmp_path / "agg.py").write_text(SLOW_AGGREGATE)
+    (tmp_path / "agg.yaml").write_text(
+        f"name: agg\nversion: 1\nkind: slow_aggregate\nmetrics: [m0]\nparams: {{dir: '{tmp_path}'}}\n")
+    return ["run", "--task", "agg", "--include-path", str(tmp_path), "--db", str(tmp_path / "s.db"),
+            "--model", "tiny-baseline", "--no-progress"]
+
+
+def test_a_second_run_while_the_first_finalizes_waits_and_writes_nothing_twice(tmp_path):
+    """The probe: a second identical `evalsuite run` started while the first is finalizing used to reset the run to
+    running and aggregate it again: every metric row twice. Now it waits for the finalizer; the rows land once."""
+    args = _aggregate_task(tmp_path)
+    first = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: list(tmp_path.glob("aggregating-*")), "the first run to finalize")
+    second = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = Store(tmp_path / "s.db")
+    _wait_for(lambda: second.poll() is not None or "waiting for it" in (second.stderr.readline() or ""),
+              "the second run to wait")
+    assert store.runs()["status"].tolist() == ["finalizing"]
+    (tmp_path / "release").write_text("")
+    assert first.wait(timeout=240) == 0 and second.wait(timeout=240) == 0, first.stderr.read() + second.stderr.read()
+    assert len(list(tmp_path.glob("aggregating-*"))) == 1  # aggregated once, by the first
+    assert len(store.runs()) == 1 and store.runs()["status"].tolist() == ["finished"]
+    assert len(store.metrics()) == 8
+    assert "m0" in second.stdout.read()  # the second shows the finished run's table
+
+
+def test_a_finalizer_killed_with_9_is_taken_over_once_its_lease_runs_out(tmp_path):
+    args = _aggregate_task(tmp_path)
+    env = {**os.environ, "EVALSUITE_FINALIZE_LEASE_S": "2"}
+    first = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: list(tmp_path.glob("aggregating-*")), "the first run to finalize")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    store = Store(tmp_path / "s.db")
+    assert store.runs()["status"].tolist() == ["finalizing"]
+    (tmp_path / "release").write_text("")
+    second = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=240)
+    assert second.returncode == 0, second.stderr
+    assert len(list(tmp_path.glob("aggregating-*"))) == 2  # the second aggregated after the lease ran out
+    assert store.runs()["status"].tolist() == ["finished"] and len(store.metrics()) == 8
