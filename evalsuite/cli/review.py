@@ -19,7 +19,8 @@ def register(sub, add_db) -> None:
     gate.add_argument("--config", default=None,
                       help="curriculum YAML with the stages' gate rules (default: configs/curriculum.yaml)")
     gate.add_argument("--monitor", default=None,
-                      help="training monitor CSV to store first (default: RUN/monitor.csv beside RUN/final, if any)")
+                      help="training monitor CSV to store first (default: RUN/monitor.csv of the run that saved the "
+                      "checkpoint, if its weights record names this checkpoint's hash)")
     action = gate.add_mutually_exclusive_group()
     action.add_argument("--approve", action="store_true", help="record a human approval (needs --by and --reason)")
     action.add_argument("--reject", action="store_true", help="record a human rejection (needs --by and --reason)")
@@ -60,39 +61,70 @@ def cmd_gate(args) -> int:
         config = str(config_path(args.config or "curriculum"))
     except FileNotFoundError as e:
         raise gate.GateError(f"--config: {e}") from None
-    model_id, model_hash = checkpoint_identity(args.checkpoint)
-    store = Store(args.db)
+    gate.stage_rules(config, args.stage)  # bad rules are reported before the checkpoint is read
+    store = Store(args.db, write=True)
+    model_id, model_hash = checkpoint_identity(args.checkpoint, verify=True)  # every byte: a decision's identity
+    console = Console()
+    console = Console(width=160) if console.width < 160 else console  # the evidence column needs the room
+    notes = []
     monitor = Path(args.monitor) if args.monitor else train_monitor.find_monitor_csv(args.checkpoint)
     if monitor is not None:
-        train_monitor.ingest(store, monitor, model_id=model_id, model_hash=model_hash, checkpoint=args.checkpoint)
+        try:
+            train_monitor.ingest(store, monitor, model_id=model_id, model_hash=model_hash, checkpoint=args.checkpoint)
+        except train_monitor.MonitorMismatch as e:
+            if args.monitor:
+                raise
+            notes.append(f"the training monitor beside the checkpoint was not used: {e}")
     result = gate.evaluate(store, model_hash, config, args.stage)
+    result.notes[:0] = notes
     decision_id = gate.decide(store, result, args.checkpoint, outcome=human, by=args.by or "gate",
-                              reason=args.reason)
-    console = Console()
-    table = Table(title=f"gate: stage {args.stage} of {config} | {model_id} (hash {model_hash})")
-    for col in ("rule", "evidence", "value [95% CI]", "threshold", "result"):
-        table.add_column(col)
+                              reason=args.reason, verified=True)
+    table = Table(title=f"gate: stage {args.stage} of {config} | {model_id} (hash {model_hash}, verified)")
+    for col in ("rule", "evidence used", "value [95% CI]", "threshold", "result"):
+        table.add_column(col, overflow="fold")
     for r in result.rules:
-        evidence = f"{r.rule.task}.{r.rule.metric} {r.bin or ''} (run {r.run_id})" if r.run_id else "-"
-        value = "-" if r.value is None else f"{r.value:.4g}" + (
-            f" [{r.ci_low:.4g}, {r.ci_high:.4g}]" if r.ci_low is not None and r.ci_low == r.ci_low else "")
-        status = r.status + (" (optional)" if r.rule.optional and r.status == "not evaluated" else "")
-        table.add_row(r.rule.name, evidence, value, f"{r.rule.use} {r.rule.op} {r.rule.threshold:g}",
-                      status + (f": {r.detail}" if r.detail else ""))
+        table.add_row(r.rule.name, _evidence(r), _value(r), f"{r.rule.use} {r.rule.op} {r.rule.threshold:g}",
+                      r.status + (" (optional)" if r.rule.optional and r.status == "not evaluated" else "")
+                      + (f": {r.detail}" if r.detail else ""))
     console.print(table)
     for note in result.notes:
         console.print(f"note: {note}")
     outcome = human or result.outcome
-    console.print(f"decision {decision_id}: [bold]{outcome}[/bold] (rules: {result.outcome}) recorded in {store.url}")
+    console.print(f"decision {decision_id}: [bold]{outcome}[/bold] (rules: {result.outcome}) recorded in {store.where}")
     if outcome not in gate_db.PROMOTING:
         console.print(f"stage {args.stage + 1} will refuse this checkpoint; fix the evidence and re-run the gate, "
                       "or approve it with --approve --by NAME --reason TEXT")
     return 0 if outcome in gate_db.PROMOTING else 1
 
 
+def _evidence(r) -> str:
+    """The run used and what it measured, then what the rule accepts."""
+    accepts = r.accepts
+    wanted = (f"accepts: v{accepts['task_version']}, data {accepts['data']}" + (
+        f", n >= {accepts['min_n']}" if accepts["min_n"] > 1 else "") + (
+        f", lengths {accepts['lengths']}" if accepts["lengths"] else ""))
+    if not r.evidence:
+        return wanted
+    e = r.evidence
+    used = (f"run {e['run_id']}: {r.rule.task} v{e['task_version']}.{r.rule.metric} {r.bin or ''}".rstrip()
+            + f" | data {e['data']}" + (f" | lengths {e['lengths']}" if e.get("lengths") else "")
+            + (f" | n={r.n}" if r.n is not None else ""))
+    return f"{used}\n{wanted}"
+
+
+def _value(r) -> str:
+    if r.value is None:
+        return "-"
+    ci = f" [{r.ci_low:.4g}, {r.ci_high:.4g}]" if r.ci_low is not None and r.ci_low == r.ci_low else ""
+    return f"{r.value:.4g}{ci}"
+
+
 def cmd_dashboard(args) -> int:
+    from .ports import check_port
+
     if importlib.util.find_spec("streamlit") is None:  # it runs in a child process: say it here, in one line
         raise ModuleNotFoundError("No module named 'streamlit'", name="streamlit")
+    check_port(args.address, args.port)
     env = dict(os.environ)
     if args.db:
         env["EVALSUITE_DB"] = args.db
