@@ -30,10 +30,10 @@ from sqlalchemy import (
     select,
     func,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import database
-from ..errors import EvalsuiteError
+from ..errors import EvalsuiteError, StoreError
 
 CHOICES = ("left", "right", "tie")
 MAX_COMMENT = 2000
@@ -115,18 +115,27 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` (evalsuite.database's) with the human-eval tables created if missing."""
+def make_engine(url: str, *, write: bool = False) -> Engine:
+    """An engine for `url` (evalsuite.database's) with the human-eval tables created if missing; `write=True` also
+    checks that the store can be written. A store that cannot be used is a StoreError (one line, password hidden)."""
     engine = database.make_engine(url)
-    database.create_tables(engine, metadata)
+    try:
+        database.create_tables(engine, metadata)
+        if write:
+            database.check_writable(engine, votes.name)
+    except (SQLAlchemyError, OSError) as e:
+        raise StoreError(database.open_error(url, e)) from None
     return engine
 
 
 def register_bundle(engine: Engine, bundle_id: str, task: str, n_pairs: int) -> None:
-    with engine.begin() as c:
-        row = c.execute(select(bundles).where(bundles.c.id == bundle_id)).first()
-        if row is None:
-            c.execute(bundles.insert().values(id=bundle_id, task=task, n_pairs=n_pairs, created_at=_now()))
+    try:
+        with engine.begin() as c:
+            row = c.execute(select(bundles).where(bundles.c.id == bundle_id)).first()
+            if row is None:
+                c.execute(bundles.insert().values(id=bundle_id, task=task, n_pairs=n_pairs, created_at=_now()))
+    except IntegrityError:  # another server worker registered it at the same moment
+        pass
 
 
 def add_rater(engine: Engine, bundle_id: str, name: str, pair_ids: Sequence[str], n: int | None = None) -> str:

@@ -142,7 +142,7 @@ def test_export_from_store_samples(tmp_path, db_url):
             store.add_unit(run_id, f"p{i}", [{"name": "output", "data": data}])
         store.finish_run(run_id)
     out = tmp_path / "b"
-    r = run_cli("pairs", "export", "--systems", "sysA,sysB", "--task", "longform_story", "--n", "3", "--seed", "1",
+    r = run_cli("pairs", "export", "--systems", "sysA,sysB", "--task", "longform_story", "--n", "3",
                 "--out", str(out), "--db", db_url)
     assert r.returncode == 0, r.stderr
     assert len(load_served(out).items) == 3 and len(list((out / "audio").iterdir())) == 6
