@@ -103,6 +103,10 @@ def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_
     (["--model", "gpt:foo"], "model spec 'gpt:foo' not understood"),
     (["--model", "hf:/nonexistent"], "not a Hugging Face model directory"),
     (["--lengths", "1k,abc"], "length 'abc' is not a number"),
+    (["--limit", "-1"], "--limit -1: expected a positive number of documents"),
+    (["--limit", "0"], "--limit 0: expected a positive number of documents"),
+    (["--lengths", ","], "--lengths ',': expected comma-separated context lengths"),
+    (["--lengths", "99999999999999999999k"], "expected at most 134217728 (131072k)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     code = main(["run", "--task", "ppl_vs_length", "--db", str(tmp_path / "s.db"), "--no-progress", *args])
@@ -303,3 +307,42 @@ def test_a_finalizer_killed_with_9_is_taken_over_once_its_lease_runs_out(tmp_pat
     assert second.returncode == 0, second.stderr
     assert len(list(tmp_path.glob("aggregating-*"))) == 2  # the second aggregated after the lease ran out
     assert store.runs()["status"].tolist() == ["finished"] and len(store.metrics()) == 8
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty", "model.safetensors is not a readable safetensors file (Error while deserializing header: header too "
+              "small); the checkpoint is corrupt, truncated or empty"),
+    ("truncated", "model.safetensors is not a readable safetensors file (Error while deserializing header: incomplete "
+                  "metadata, file not fully covered)"),
+    ("corrupt", "model.safetensors is not a readable safetensors file"),
+    ("config", "config.json is not valid JSON"),
+    ("model_type", "names model_type 'ttt_llamax', which no installed model class provides"),
+    ("hidden_size", "cannot be loaded (Validation error for field 'hidden_size'"),
+])
+def test_a_broken_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, damage, message):
+    import json
+    import shutil
+
+    from ttt_omni.resources import bundled
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(bundled("checkpoints", "tiny-ttt"), ckpt)
+    weights, config = ckpt / "model.safetensors", ckpt / "config.json"
+    if damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100_000])
+    elif damage == "corrupt":
+        weights.write_bytes(os.urandom(5000))
+    elif damage == "config":
+        config.write_text(config.read_text()[:200])
+    else:
+        data = json.loads(config.read_text())
+        data.update({"model_type": "ttt_llamax"} if damage == "model_type" else {"hidden_size": "big"})
+        config.write_text(json.dumps(data))
+    for spec in (f"ttt:{ckpt}", f"hf:{ckpt}"):  # hf: on a TTT checkpoint too: never "update Transformers"
+        code = main(["run", "--task", "ppl_vs_length", "--model", spec, "--db", str(tmp_path / "s.db"),
+                     "--no-progress", "--limit", "1", "--lengths", "64"])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2 and message in err and err.startswith(f"evalsuite: error: {spec}: ")
+        assert "Traceback" not in err and "update" not in err.lower()
