@@ -1,5 +1,7 @@
-"""The curriculum gate: a stage's rules with their evidence from the store, the decision history, and a person's
-decision (approve / reject / override), recorded with name, reason and the evidence shown."""
+"""The curriculum gate: a stage's rules with their evidence from the store (the run used, what it read, and what each
+rule accepts), the decision history, and a person's decision (approve / reject / override), recorded with name,
+reason and the evidence shown. A decision made here is bound to the hash of the stored runs; when the checkpoint's
+files are at hand their hash is verified first (recorded), and promotion verifies it again in any case."""
 from __future__ import annotations
 
 import json
@@ -11,6 +13,7 @@ import yaml
 
 from dashboards.data import model_label
 from evalsuite import gate, gate_db
+from evalsuite.checkpoint_id import checkpoint_identity
 from evalsuite.errors import EvalsuiteError
 from ttt_omni.resources import root
 
@@ -94,16 +97,22 @@ def render(store) -> None:
         if not name.strip() or not reason.strip():
             st.error("A decision needs your name and a reason; nothing was recorded.")
         else:
-            decision_id = gate.decide(store, result, checkpoint, outcome=ACTIONS[action], by=name, reason=reason)
+            verified = _verified(checkpoint, model_hash)
+            decision_id = gate.decide(store, result, checkpoint, outcome=ACTIONS[action], by=name, reason=reason,
+                                      verified=verified)
             st.success(f"Recorded decision {decision_id}: {ACTIONS[action]} by {name.strip()}.")
+            if not verified:
+                st.caption(f"The files of {checkpoint} are not here, or their hash is not {model_hash}: the decision "
+                           "holds for that hash, and promotion verifies the checkpoint's files against it.")
             hist = gate_db.history(store, model_hash=model_hash)
 
     st.subheader("Decision history of this checkpoint")
     if hist.empty:
         st.write("No decisions yet.")
     else:
-        st.dataframe(hist.iloc[::-1][["id", "created_at", "stage", "outcome", "decided_by", "reason", "curriculum"]],
-                     hide_index=True, width="stretch")
+        shown = hist.assign(hash_verified=hist["verified_at"].notna())
+        st.dataframe(shown.iloc[::-1][["id", "created_at", "stage", "outcome", "decided_by", "reason", "hash_verified",
+                                       "curriculum"]], hide_index=True, width="stretch")
         with st.expander("Evidence recorded with a decision"):
             pick = st.selectbox("Decision", list(hist["id"])[::-1], key="gate_evidence")
             rules = json.loads(hist[hist["id"] == pick]["rules"].iloc[0])
@@ -116,10 +125,34 @@ def _newest(store, checkpoints) -> str | None:
     return None if runs.empty else model_label(runs["model_id"].iloc[-1], runs["model_hash"].iloc[-1])
 
 
+def _verified(checkpoint: str, model_hash: str) -> bool:
+    """True when the checkpoint's files are here and every byte of them hashes to `model_hash`."""
+    try:
+        return checkpoint_identity(checkpoint, verify=True)[1] == model_hash
+    except (EvalsuiteError, OSError):
+        return False
+
+
 def _rules_table(rules: list[dict]) -> pd.DataFrame:
+    """One row per rule: its result, the run used and what that run read, what the rule accepts (older decision
+    records hold no 'evidence' / 'accepts')."""
+    def used(r):
+        if not r["run_id"]:
+            return "-"
+        e = r.get("evidence") or {}
+        return (f"run {r['run_id']}: {r['task']}" + (f" v{e['task_version']}" if e.get("task_version") else "")
+                + f".{r['metric']} {r['bin'] or ''}" + (f" | data {e['data']}" if e.get("data") else "")
+                + (f" | lengths {e['lengths']}" if e.get("lengths") else ""))
+
+    def accepts(r):
+        a = r.get("accepts") or {}
+        return "" if not a else (f"v{a['task_version']}, data {a['data']}" + (
+            f", n >= {a['min_n']}" if a.get("min_n", 1) > 1 else "") + (
+            f", lengths {a['lengths']}" if a.get("lengths") else ""))
+
     return pd.DataFrame([{
-        "rule": r["name"], "result": r["status"] + (" (optional)" if r["optional"] else ""),
-        "evidence": f"{r['task']}.{r['metric']} {r['bin'] or ''} run {r['run_id']}" if r["run_id"] else "-",
-        "value": r["value"], "95% CI": "" if r["ci_low"] is None else f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]",
+        "rule": r["name"], "result": r["status"] + (" (optional)" if r["optional"] else ""), "evidence used": used(r),
+        "accepts": accepts(r), "value": r["value"],
+        "95% CI": "" if r["ci_low"] is None else f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]",
         "threshold": f"{r['use']} {r['op']} {r['threshold']:g}", "detail": r["detail"]} for r in rules],
-        columns=["rule", "result", "evidence", "value", "95% CI", "threshold", "detail"])
+        columns=["rule", "result", "evidence used", "accepts", "value", "95% CI", "threshold", "detail"])

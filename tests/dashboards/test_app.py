@@ -67,6 +67,11 @@ def test_gate_page_records_a_human_decision(filled_store, monkeypatch):
     at.selectbox(key="gate_curriculum").set_value("configs/tiny-curriculum.yaml").run()
     shown = at.dataframe[0].value
     assert "max |W1| < 10" in set(shown["rule"]) and "pass" in set(shown["result"])
+    monitor = shown[shown["rule"] == "max |W1| < 10"].iloc[0]
+    assert "train_monitor v1.W1_maxabs" in monitor["evidence used"] and "data monitor:" in monitor["evidence used"]
+    ppl = shown[shown["rule"].str.startswith("ppl degradation")].iloc[0]
+    assert ppl["accepts"].startswith("v1.0, data books:eval (hash ") and "n >= 5" in ppl["accepts"]
+    assert ppl["result"] == "not evaluated" and "data corpus:" in ppl["detail"]  # its run read another corpus
     at.radio(key="gate_action").set_value("Approve (promote)")
     at.text_input(key="gate_name").set_value("Grace")
     at.button[0].click().run()  # no reason: refused, nothing recorded
@@ -79,7 +84,14 @@ def test_gate_page_records_a_human_decision(filled_store, monkeypatch):
     assert not at.exception and "Recorded decision" in texts(at)
     d = gate_db.latest(filled_store["url"], model_hash, 1)
     assert (d["outcome"], d["decided_by"], d["reason"]) == ("approved", "Grace", "curves look right at 512")
-    assert "W1_maxabs" in d["rules"]
+    assert "W1_maxabs" in d["rules"] and d["verified_at"] is not None  # the checkpoint's files were at hand
+
+
+def test_a_file_that_is_not_a_store_is_one_message(tmp_path, monkeypatch):
+    db = tmp_path / "results.db"
+    db.write_text("my notes\n" * 50)
+    at = app(monkeypatch, f"sqlite:///{db}")
+    assert not at.exception and "the file is not an SQLite database" in texts(at)
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
