@@ -1,19 +1,22 @@
 """The one way to reach the results database: its URL, an engine, retried transactions, tables created (and
 columns and indexes added) on open. Every message that shows a URL shows it without its password (`redact`).
 
-SQLite (the default: results/evalsuite.db) runs in WAL mode and every transaction starts with BEGIN IMMEDIATE, so
-several processes and the rater web server's threads write to one file by queueing on the busy timeout instead of
-failing. Any other SQLAlchemy URL (PostgreSQL) is used as it is.
+SQLite (the default: results/evalsuite.db) runs in WAL mode and every write transaction starts with BEGIN IMMEDIATE,
+so several processes and the rater web server's threads write to one file by queueing on the busy timeout instead of
+failing; a read-only transaction (`reading(engine)`) starts with a plain BEGIN and takes no write lock, so readers
+never queue behind writers. Any other SQLAlchemy URL (PostgreSQL) is used as it is.
 """
 from __future__ import annotations
 
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event, inspect
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from .errors import EvalsuiteError, StoreError
@@ -96,9 +99,19 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+READ_ONLY = "evalsuite_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for a read-only transaction (on SQLite a plain BEGIN: no write lock)."""
+    with engine.connect() as c:
+        yield c.execution_options(**{READ_ONLY: True})
 
 
 def retry(fn, attempts: int = 20):

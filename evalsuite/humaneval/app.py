@@ -126,14 +126,14 @@ def create_app(bundle_dir: Path, db_url: str) -> FastAPI:
     @app.post("/r/{token}/p/{pair_id}")
     async def vote(token: str, pair_id: str, request: Request):
         rater = await run_in_threadpool(rater_of, token)  # the link first: a stranger's body is never read
-        order, _ = await run_in_threadpool(db.rater_state, engine, rater.id)
+        order, cast = await run_in_threadpool(db.rater_state, engine, rater.id)
         assigned_pair(rater, pair_id, order)
         choice, rev, comment = _vote_fields(await _read_form(request))
         try:
             await run_in_threadpool(db.cast_vote, engine, rater.id, pair_id, choice, comment.strip(), rev)
         except db.VoteError as e:
             raise HTTPException(e.status, str(e)) from None
-        _, cast = await run_in_threadpool(db.rater_state, engine, rater.id)
+        cast = {**cast, pair_id: None}  # the next unanswered pair, counting this vote
         i = order.index(pair_id)
         nxt = next((p for p in order[i + 1 :] + order[:i] if p not in cast), None)
         target = f"/r/{token}/p/{nxt}" if nxt else f"/r/{token}"
