@@ -163,7 +163,7 @@ def cmd_show(args) -> int:
     run = store.run(args.run_id)
     console = _console()
     for key in ("task", "task_version", "task_kind", "model_id", "model_hash", "model_spec", "seed", "code_version",
-                "host", "status", "started_at", "finished_at", "n_units", "error", "config"):
+                "host", "status", "started_at", "finished_at", "n_units", "error", "config", "data", "data_hash"):
         if run.get(key) is not None:
             console.print(f"[bold]{key}[/bold]: {run[key]}")
     env = run["environment"] or {}

@@ -94,7 +94,9 @@ def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_
     assert main(["run", "--task", "ppl_vs_length", "--limit", "1", "--lengths", "256,512", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "tiny-ttt" in out and "length=512" in out and "evalsuite show 1" in out
-    assert main(["show", "1"]) == 0 and "cum_ppl" in capsys.readouterr().out
+    assert main(["show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cum_ppl" in out and "'source': 'books:eval'" in out and "data_hash" in out  # what the run read
     assert main(["export", "--format", "json", "--output", str(tmp_path / "m.json")]) == 0
 
 
