@@ -276,6 +276,7 @@ def _aggregate_task(tmp_path):
             "--model", "tiny-baseline", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_a_second_run_while_the_first_finalizes_waits_and_writes_nothing_twice(tmp_path):
     """The probe: a second identical `evalsuite run` started while the first is finalizing used to reset the run to
     running and aggregate it again: every metric row twice. Now it waits for the finalizer; the rows land once."""
@@ -295,6 +296,7 @@ def test_a_second_run_while_the_first_finalizes_waits_and_writes_nothing_twice(t
     assert "m0" in second.stdout.read()  # the second shows the finished run's table
 
 
+@pytest.mark.slow
 def test_a_finalizer_killed_with_9_is_taken_over_once_its_lease_runs_out(tmp_path):
     args = _aggregate_task(tmp_path)
     env = {**os.environ, "EVALSUITE_FINALIZE_LEASE_S": "2"}
