@@ -8,7 +8,7 @@ from pathlib import Path
 from ttt_omni.resources import bundled
 
 from .errors import ModelSpecError
-from .models import TINY_CHECKPOINTS, content_hash
+from .models import TINY_CHECKPOINTS, content_hash, display_name
 
 
 def checkpoint_path(checkpoint: str | Path) -> tuple[str, Path]:
@@ -36,5 +36,5 @@ def checkpoint_identity(checkpoint: str | Path, *, verify: bool = False) -> tupl
     """(model_id, model_hash) of an HF checkpoint directory, or of a model spec. `verify=True` reads every byte
     (what a decision is bound to); otherwise a cached hash may be used (evalsuite.models.content_hash)."""
     kind, path = checkpoint_path(checkpoint)
-    model_id = TINY_CHECKPOINTS.get(str(checkpoint).strip()) or f"{kind}:{path.resolve().name}"
+    model_id = TINY_CHECKPOINTS.get(str(checkpoint).strip()) or f"{kind}:{display_name(path)}"
     return model_id, content_hash(path, verify=verify)

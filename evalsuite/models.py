@@ -90,7 +90,7 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
         raise ModelSpecError(f"{kind}:{path}: no usable tokenizer in the model directory ({e})") from None
     model.to(device).eval()
     guard_finite(model, f"{kind}:{path}")
-    return LoadedModel(model, tokenizer, f"{kind}:{path.resolve().name}", content_hash(path), f"{kind}:{path}",
+    return LoadedModel(model, tokenizer, f"{kind}:{display_name(path)}", content_hash(path), f"{kind}:{path}",
                        _context_limit(model))
 
 
@@ -120,7 +120,20 @@ def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedMode
     llm = omni.llm
     guard_finite(omni, where)
     limit = None if getattr(llm.config, "ttt_layers", None) else getattr(llm.config, "max_position_embeddings", None)
-    return LoadedModel(llm, tokenizer, f"omni:{path.resolve().name}", digest, f"omni:{path}", limit, omni=omni)
+    return LoadedModel(llm, tokenizer, f"omni:{display_name(path)}", digest, f"omni:{path}", limit, omni=omni)
+
+
+GENERIC_NAMES = ("final", "model", "last-good")
+
+
+def display_name(path: Path) -> str:
+    """A checkpoint's name for tables and plots: its folder's name, with the run's folder in front when the name
+    says nothing by itself (every run has a `final`; `stage-1/final`, `my-run/step-0000300`)."""
+    path = path.resolve()
+    if path.name not in GENERIC_NAMES and not path.name.startswith("step-"):
+        return path.name
+    parent = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return f"{parent.name}/{path.name}"
 
 
 def check_checkpoint(kind: str, path: Path) -> None:

@@ -60,8 +60,10 @@ def seed_everything(seed: int) -> None:
 def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: Store | None = None,
              include_paths: list[str] = (), limit: int | None = None, device: str = "cpu", seed: int = 0,
              corpus: str | None = None, lengths: list[int] | None = None, rank: int | None = None,
-             world_size: int | None = None, resume: bool = True, progress: bool = True) -> RunResult:
-    """Run `task` (a name, `lm_eval:NAME`, or a TaskSpec) on `model` (a spec string or a LoadedModel)."""
+             world_size: int | None = None, resume: bool = True, progress: bool = True,
+             name: str | None = None) -> RunResult:
+    """Run `task` (a name, `lm_eval:NAME`, or a TaskSpec) on `model` (a spec string or a LoadedModel). `name`
+    labels the model in tables and plots instead of its checkpoint folder's name (the hash identifies it)."""
     store = store or Store()
     env_rank, env_world = shard_from_env()
     rank = env_rank if rank is None else rank
@@ -84,6 +86,8 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     if corpus is not None:
         user_corpus(corpus)  # a bad --corpus is reported before a model is loaded
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    if name:
+        loaded = dataclasses.replace(loaded, model_id=name)
     if loaded.device.type == "cpu" and sum(p.numel() for p in loaded.model.parameters()) < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny matmuls: OpenMP threads cost more than they give (many times so when busy)
     kind = KINDS[spec.kind](spec, loaded, seed=seed, limit=limit, corpus=corpus, device=str(loaded.device),
@@ -92,8 +96,10 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     if not units:
         raise CorpusError(f"task {spec.name}: no units of work (empty corpus or a limit of 0)")
     config, env, data = kind.config(), environment(loaded.model), kind.data_identity(units)
-    identity = dict(task=spec.name, task_version=spec.version, model_hash=loaded.model_hash, config=config, seed=seed)
-    run_id = store.start_run(**identity, task_kind=spec.kind, model_id=loaded.model_id, model_spec=loaded.spec,
+    model_id, model_hash = kind.subject() or (loaded.model_id, loaded.model_hash)
+    identity = dict(task=spec.name, task_version=spec.version, model_hash=model_hash, config=config, seed=seed)
+    run_id = store.start_run(**identity, task_kind=spec.kind, model_id=model_id,
+                             model_spec=loaded.spec if model_id == loaded.model_id else model_id,
                              n_units=len(units), code_version=code_version(), environment=env, data=data,
                              resume=resume)
     # An interrupted run under other code, libraries or device is not continued: its documents were scored differently.

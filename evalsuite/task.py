@@ -91,6 +91,11 @@ class TaskKind:
             source = None
         return {"source": source, "documents": len(docs), "hash": corpus_hash(list(docs.values())) if docs else None}
 
+    def subject(self) -> tuple[str, str] | None:
+        """(id, hash) of what this run measures when that is not the model: a run that never uses the model (e.g.
+        espeak-ng reading corpus passages, the reference of asr_wer) is stored under that system instead."""
+        return None
+
     def notes(self) -> list[str]:
         """Things the person reading the results should know (e.g. the compared sides differ in dtype)."""
         return []

@@ -38,9 +38,10 @@ def register(sub, add_db) -> None:
 
     board = sub.add_parser("leaderboard", help="leaderboard tables from the results store")
     bsub = board.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
-    build = bsub.add_parser("build", help="write leaderboards/NAME.md and NAME.csv for every leaderboards/*.yaml")
-    build.add_argument("--definitions", default=None, help="folder of leaderboard YAMLs (default: leaderboards/)")
-    build.add_argument("--output", default=None, help="folder to write the tables to (default: the definitions')")
+    build = bsub.add_parser("build", help="write NAME.md and NAME.csv for every leaderboard definition (YAML)")
+    build.add_argument("--definitions", default=None, help="folder of leaderboard YAMLs (default: the bundled ones)")
+    build.add_argument("--out", "--output", dest="output", default=None,
+                       help="folder to write the tables to (default: results/leaderboards/ here)")
     add_db(build)
     build.set_defaults(func=cmd_leaderboard_build)
 

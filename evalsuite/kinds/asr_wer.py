@@ -30,6 +30,7 @@ import pandas as pd
 from ..errors import EvalsuiteError, TaskSpecError
 from ..metrics.stats import bootstrap_indices, percentile_ci
 from ..metrics.wer import normalize, segment_errors, utterance_errors
+from ..store import config_hash
 from ..task import CorpusDataset, TaskSpec, Unit, check_section, params_schema, register_kind
 from .generation import OUTPUT_SAMPLE, GenerationError, GenerationKind
 
@@ -71,6 +72,13 @@ class AsrWer(GenerationKind):
 
     def param(self, key: str):
         return self.spec.params.get(key, PARAMS[key])
+
+    def subject(self) -> tuple[str, str] | None:
+        """espeak-ng reading corpus passages never uses the model: the run measures the reference system."""
+        if self.system != "espeak" or self.param("reply") != "passage":
+            return None
+        reference = {k: self.param(k) for k in ("voice", "words_per_minute", "asr")}
+        return "reference:espeak-ng", config_hash(reference)
 
     @cached_property
     def vocoder_path(self) -> Path:

@@ -1,5 +1,6 @@
 """The dashboard under streamlit's AppTest: every page renders on a store of real tiny runs, a gate approval made
 in the page is recorded, and an empty or missing store gives a helpful page."""
+import json
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,19 @@ def test_pages_render_from_the_store(filled_store, monkeypatch):
 
     page(at, "Perplexity vs length")
     assert len(at.get("vega_lite_chart")) == 1
-    assert {"128", "256", "512"} <= set(at.dataframe[0].value.columns)
-    assert "tiny-baseline" in " ".join(at.dataframe[0].value.index)
+    table = at.dataframe[0].value
+    assert {"128", "256", "512", "n", "corpus"} <= set(table.columns) and set(table["n"]) == {1}
+    assert "tiny-baseline (" in " ".join(table["model"]) and "ttt:run/final (" in " ".join(table["model"])
+    assert len(at.multiselect(key="ppl_models").value) == 3  # measured alike: all three belong on the chart
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    colours = [layer["encoding"]["color"]["scale"]["range"] for layer in spec["layer"]]
+    assert len(set(colours[-1])) == 3 and "#0072B2" in colours[-1]  # one distinct colour-blind-safe colour each
     assert "No finished generation-quality runs" in texts(page(at, "Generation quality"))
     assert "asr_wer" in texts(page(at, "ASR-WER drift"))
     human = page(at, "Human eval").dataframe[0].value
     assert list(human["comparison"]) == ["ttt:final vs tiny-baseline"]
     page(at, "Training monitor")
-    assert len(at.get("vega_lite_chart")) == 4  # three monitor panels and the training loss
+    assert len(at.get("vega_lite_chart")) == 5  # four monitor panels (token scale too) and the training loss
     board = texts(page(at, "Leaderboards"))
     assert "Perplexity at each context length" in board and "Human preference" in board
 
@@ -108,3 +114,15 @@ def test_missing_or_empty_store_shows_help(tmp_path, monkeypatch, make):
     else:
         for name in ("Perplexity vs length", "Human eval", "Training monitor", "Gate", "Leaderboards"):
             assert page(at, name).info
+
+
+def test_orders_of_magnitude_get_a_log_axis_and_missing_cells_are_blank():
+    import pandas as pd
+
+    from dashboards.charts import spans_orders_of_magnitude
+    from dashboards.data import blank_missing
+
+    assert spans_orders_of_magnitude(pd.Series([140.0, 200.0, 3100.0]))  # a curriculum checkpoint beside tiny ones
+    assert not spans_orders_of_magnitude(pd.Series([104.0, 140.0, 200.0]))
+    table = blank_missing(pd.DataFrame({"1k": [1.5, None]}))
+    assert table["1k"].tolist() == [1.5, ""]

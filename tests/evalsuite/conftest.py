@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.speech import write_llama_omni
+from ttt_omni.speech.tiny import write_llama_omni
 from ttt_omni.data_manifest import books
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

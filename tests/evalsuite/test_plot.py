@@ -1,7 +1,7 @@
 """`evalsuite plot`: a PNG of a metric over numeric bins for several runs; clear errors otherwise."""
 
 from evalsuite.cli import main
-from evalsuite.plot import bin_value
+from evalsuite.plot import bin_value, figure, length_label
 from evalsuite.store import Store
 
 
@@ -17,6 +17,14 @@ def _run(store, model_id, ppls, seed):
 def test_bin_value():
     assert bin_value("length=4096") == 4096 and bin_value("window=2.5") == 2.5
     assert bin_value("") is None and bin_value("tiny vs *") is None
+
+
+def test_lengths_are_labelled_as_the_tasks_write_them(tmp_path):
+    assert [length_label(x) for x in (1024, 61440, 65536, 300, 2.5)] == ["1k", "60k", "64k", "300", "2.5"]
+    store = Store(tmp_path / "s.db")
+    run = _run(store, "ttt", {1024: 30.0, 4096: 27.0, 61440: 25.0}, 0)
+    labels = [t.get_text() for t in figure(store, [run], "ppl").axes[0].get_xticklabels()]
+    assert labels == ["1k", "4k", "60k"]
 
 
 def test_plot_two_runs(tmp_path, capsys):

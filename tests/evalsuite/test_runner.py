@@ -350,3 +350,51 @@ def test_a_broken_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, damag
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert code == 2 and message in err and err.startswith(f"evalsuite: error: {spec}: ")
         assert "Traceback" not in err and "update" not in err.lower()
+
+
+def test_checkpoints_are_named_apart_and_a_run_can_name_its_model(tmp_path, micro_ttt_dir, small_corpus):
+    """Every curriculum stage ends in a folder called `final`: 'ttt:final' could not tell stage 1 from stage 2."""
+    import shutil
+
+    from evalsuite.models import display_name
+
+    for stage in ("stage-1", "stage-2"):
+        shutil.copytree(micro_ttt_dir, tmp_path / "run" / stage / "final")
+    assert display_name(tmp_path / "run" / "stage-1" / "final") == "stage-1/final"
+    assert display_name(tmp_path / "run" / "checkpoints" / "step-0000300") == "run/step-0000300"
+    assert display_name(micro_ttt_dir) == micro_ttt_dir.name
+    db = str(tmp_path / "s.db")
+    common = ["run", "--task", "ppl_vs_length", "--corpus", str(small_corpus), "--lengths", "32", "--limit", "1",
+              "--db", db, "--no-progress"]
+    assert main([*common, "--model", f"ttt:{tmp_path / 'run' / 'stage-1' / 'final'}"]) == 0
+    assert main([*common, "--model", f"ttt:{tmp_path / 'run' / 'stage-2' / 'final'}", "--name", "ttt stage 2"]) == 0
+    runs = Store(db).runs()
+    assert runs["model_id"].tolist() == ["ttt:stage-1/final", "ttt stage 2"]
+    assert runs["model_hash"].nunique() == 1  # the same weights: one hash, whatever the label
+
+
+def test_every_table_fits_an_80_column_terminal_and_has_machine_formats(tmp_path, capsys, monkeypatch):
+    import io
+    import json as json_module
+
+    import pandas as pd
+
+    monkeypatch.setenv("COLUMNS", "80")
+    db = str(tmp_path / "s.db")
+    assert main(["run", "--task", "ppl_vs_length", "--limit", "1", "--lengths", "256,512", "--db", db,
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    assert "degradation_pct" in out  # whole names: the table is stacked, one value per line
+    assert main(["show", "1", "--db", db, "--format", "csv"]) == 0
+    rows = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(rows.columns) == ["bin", "metric", "value", "ci_low", "ci_high", "n"] and len(rows) == 8
+    assert main(["runs", "--db", db, "--format", "json"]) == 0
+    (run,) = json_module.loads(capsys.readouterr().out)
+    assert run["id"] == 1 and run["model"] == "tiny-ttt" and run["status"] == "finished"
+    assert main(["list", "--format", "markdown"]) == 0
+    assert "| ppl_vs_length | 1.0 | ppl_vs_length |" in capsys.readouterr().out
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["show", "1", "--db", db]) == 0
+    wide = capsys.readouterr().out
+    assert "cum_ppl" in wide and "length=512" in wide.split("cum_ppl")[1]  # one row per bin when it fits

@@ -137,7 +137,7 @@ def test_overrides_are_checked_like_the_file(tmp_path, capsys):
     assert TrainConfig.from_yaml("tiny-ttt", overrides={"lr": "3e-4"}).lr == 3e-4  # YAML reads 3e-4 as text
 
 
-def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_jsonl):
+def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_jsonl, capsys):
     import yaml
 
     from ttt_omni.cli import main
@@ -150,6 +150,10 @@ def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_j
                             "mini_batch_size": 16}}))
     assert main(["train", str(cfg)]) == 0
     assert (tmp_path / "cli-run" / "final" / "model.safetensors").is_file()
+    err = capsys.readouterr().err  # what it does before its progress bar, from the first second
+    steps = ["reading conversations", "training a byte-level BPE tokenizer", "building the model", "tokenising"]
+    assert [err.index(f"train: {s}") for s in steps] == sorted(err.index(f"train: {s}") for s in steps)
+    assert err.index("train: tokenising") < err.index("%|")  # all before the progress bar
     log = (tmp_path / "cli-run" / "train_log.csv").read_text()
     assert main(["train", str(cfg)]) == 2, "a second fresh run into the same output_dir is refused"
     assert (tmp_path / "cli-run" / "train_log.csv").read_text() == log

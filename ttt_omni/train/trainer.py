@@ -22,6 +22,7 @@ import json
 import math
 import random
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from .data import LanePacker, book_conversations, load_jsonl, tokenize
 from .monitor import MonitorAlarm, TTTMonitor
 from .speech_data import speech_sequence
 from .tasks import SpeechConversations, TextWindows
-from .tokenizer import load_tokenizer, train_bpe
+from ttt_omni.tokenizer import load_tokenizer, train_bpe
 
 WEIGHTS_RECORD = "weights.json"  # beside monitor.csv: which saved weights the monitor so far belongs to
 EVIDENCE_FILES = ("monitor.csv", "train_log.csv")
@@ -165,13 +166,23 @@ class Trainer:
         self.step = 0
         self.carried: dict[int, TTTState] = {}
 
+    def _say(self, message: str) -> None:
+        """What the run is doing before its progress bar starts (tokenizer training alone can take a minute)."""
+        if self.rank == 0:
+            tqdm.write(f"train: {message}", file=sys.stderr)
+
     def _text(self) -> tuple[torch.nn.Module, TextWindows]:
         cfg = self.cfg
+        source = f"the {cfg.books_split} books" if cfg.books_split else cfg.jsonl
+        self._say(f"reading conversations from {source}")
         dialogues = book_conversations(cfg.books_split) if cfg.books_split else load_jsonl(cfg.jsonl)
         self.tokenizer = self._tokenizer(dialogues)
+        self._say(f"building the model ({cfg.model_from or 'preset ' + str(cfg.preset)}"
+                  f"{', attention baseline' if cfg.baseline else ''})")
         model = build_model(cfg, len(self.tokenizer))
         ttt = ttt_layers(model)
         mb = next(iter(ttt.values())).mini_batch_size if ttt else 1
+        self._say(f"tokenising {len(dialogues)} conversations into windows of {cfg.context} tokens")
         packer = LanePacker([tokenize(d, self.tokenizer) for d in dialogues], cfg.batch_size * self.world,
                             cfg.context, mb, seed=cfg.seed, pad_id=self.tokenizer.pad_token_id or 0)
         return model, TextWindows(packer, self.accelerator, list(ttt), cfg.state_reset_every)
@@ -181,8 +192,10 @@ class Trainer:
         if cfg.jsonl is None:
             raise ValueError(f"speech training ({cfg.model_from} is a LLaMA-Omni checkpoint) reads conversations "
                              "from `jsonl` (turns with audio / units), not `books_split`")
+        self._say(f"loading the LLaMA-Omni model {cfg.model_from}")
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model_from)
         model = load_omni(cfg.model_from).train()  # load_omni gives eval mode
+        self._say(f"reading speech conversations from {cfg.jsonl}")
         num_units = speech_setting(model.config, "unit_vocab_size")
         sequences = [speech_sequence(d, self.tokenizer, unit_extractor, num_units) for d in load_jsonl(cfg.jsonl)]
         if model.speech_generator is None and any(s.units for s in sequences):
@@ -204,6 +217,7 @@ class Trainer:
             return load_tokenizer(cfg.tokenizer)
         if cfg.model_from:
             return load_tokenizer(cfg.model_from)
+        self._say(f"training a byte-level BPE tokenizer ({cfg.bpe_vocab_size} tokens) on {len(convs)} conversations")
         return train_bpe(["\n\n".join(t.text for t in c.turns) for c in convs], cfg.bpe_vocab_size)
 
     @staticmethod
