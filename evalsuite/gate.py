@@ -20,8 +20,8 @@ A stage of the curriculum YAML (ttt_omni.train.config) carries its rules:
           lengths: [1k, "{context}"]   # the run measured these lengths, starting at the first (the degradation
                                        #   reference)
 
-Evidence is the latest finished run of the task for the checkpoint (by content hash; `human_pref` runs are linked
-through the run of the system they rated) that qualifies. A run's data identity is the hash of the documents it read
+Evidence is the latest finished run of the task for the checkpoint (by content hash; a `human_pref` run carries the
+hash of the checkpoint its candidate's outputs came from, evalsuite.humaneval.results) that qualifies. A run's data identity is the hash of the documents it read
 (evalsuite.corpus.corpus_hash, recorded by the runner): a run on another corpus, on part of the dataset (--limit) or
 on changed files never counts as the task's dataset. The training monitor and human preference accept any data by
 default (the monitor is bound to the saved weights by evalsuite.train_monitor, a preference to its rated run).
@@ -254,31 +254,11 @@ def data_label(run: dict) -> str:
 # --- evidence ------------------------------------------------------------------------------------------------
 
 
-def _human_pref_runs(store: Store, model_hash: str) -> set[int]:
-    """human_pref runs whose candidate (first system) is the checkpoint: the system's outputs came from the
-    latest finished run of the rated task with that model_id before the vote summary."""
-    out = set()
-    pref = store.runs(task=HUMAN_PREF, status="finished")
-    for run_id, model_id, config in zip(pref["id"], pref["model_id"], pref["config"]):
-        task = json.loads(config).get("task")
-        if not task:
-            continue
-        src = store.runs(task=task, status="finished")
-        src = src[(src["model_id"] == model_id) & (src["id"] < run_id)]
-        if not src.empty and src["model_hash"].iloc[-1] == model_hash:
-            out.add(int(run_id))
-    return out
-
-
 def evaluate_rule(store: Store, rule: Rule, model_hash: str, *, context: int, model_id: str = "",
                   accepts: Accepts | None = None) -> RuleResult:
     accepts = accepts or resolve(rule, context, Registry())
     pattern = rule.bin.format(context=context, model_id=model_id)
-    if rule.task == HUMAN_PREF:
-        df = store.metrics(task=rule.task, name=rule.metric, finished_only=True)
-        df = df[df["run_id"].isin(_human_pref_runs(store, model_hash))]
-    else:
-        df = store.metrics(task=rule.task, model_hash=model_hash, name=rule.metric, finished_only=True)
+    df = store.metrics(task=rule.task, model_hash=model_hash, name=rule.metric, finished_only=True)
     df = df[[fnmatch.fnmatchcase(b, pattern) for b in df["bin"]]] if not df.empty else df
     shown = accepts.as_dict()
     if df.empty:

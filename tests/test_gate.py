@@ -109,14 +109,17 @@ def test_evidence_from_different_environments_is_noted_in_the_decision(tmp_path)
     assert "5.23.0 (run 4)" in gate_db.latest(store, HASH, 1)["reason"]
 
 
-def test_human_preference_links_through_the_rated_run(setup):
+def test_human_preference_counts_for_the_checkpoint_its_key_binds(setup):
+    from evalsuite.humaneval.results import write_rows
+
     store, cfg = setup
     add_run(store, "ppl_vs_length", [dict(name="degradation_pct", bin="length=256", value=5.0)])
     add_run(store, "train_monitor", [dict(name="nonfinite_values", value=0), dict(name="W1_maxabs", value=1.0)])
-    add_run(store, "degeneration", [], model_id="ttt:ckpt")  # the outputs the raters saw
-    add_run(store, "human_pref", [dict(name="win_rate", bin="ttt:ckpt vs base", value=0.4, ci_low=0.3, ci_high=0.5,
-                                       n=40)], model_hash="synthetic", config={"task": "degeneration",
-                                                                               "systems": ["ttt:ckpt", "base"]})
+    rows = [dict(name="win_rate", bin="ttt:ckpt vs base", value=0.4, ci_low=0.3, ci_high=0.5, n=40)]
+    unbound = {"bundle_id": "b0", "task": "degeneration", "systems": ["ttt:ckpt", "base"]}
+    write_rows(store.url, unbound, rows)  # outputs from JSONL without --checkpoints: no checkpoint's evidence
+    assert by_name(gate.evaluate(store, HASH, cfg, 1))["human"].status == "not evaluated"
+    write_rows(store.url, {**unbound, "bundle_id": "b1", "checkpoints": {"ttt:ckpt": HASH, "base": "b" * 16}}, rows)
     result = gate.evaluate(store, HASH, cfg, 1)
     assert by_name(result)["human"].status == "fail" and result.outcome == "fail"
     # the same system name with other weights: that preference is not this checkpoint's evidence

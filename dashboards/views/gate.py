@@ -74,19 +74,10 @@ def render(store) -> None:
     verdict = {"pass": st.success, "fail": st.error, "incomplete": st.warning}[result.outcome]
     verdict(f"Rules for stage {stage}: **{result.outcome}**"
             + (" (missing evidence is not evaluated, never a pass)" if result.outcome == "incomplete" else ""))
-    st.dataframe(_rules_table([r.as_dict() for r in result.rules]), hide_index=True, width="stretch")
+    st.table(_rules_table([r.as_dict() for r in result.rules]), hide_index=True)  # a table wraps: no detail cut off
 
-    hist = gate_db.history(store, model_hash=model_hash)
-    in_force = hist[hist["stage"] == int(stage)]
     st.subheader("Decision in force")
-    if in_force.empty:
-        st.write(f"No decision for stage {stage}: stage {int(stage) + 1} refuses this checkpoint.")
-    else:
-        d = in_force.iloc[-1]
-        promotes = "promotes" if d["outcome"] in gate_db.PROMOTING else "does not promote"
-        st.write(f"**{d['outcome']}** by {d['decided_by']} at {d['created_at']:%Y-%m-%d %H:%M} — {d['reason']} "
-                 f"({promotes} to stage {int(stage) + 1}; rules of {d['curriculum']})")
-
+    in_force_box = st.empty()  # filled after the form: a decision recorded in this run is already in force
     st.subheader("Decide")
     with st.form("gate_decision", clear_on_submit=True):
         action = st.radio("Decision", list(ACTIONS), key="gate_action", horizontal=True)
@@ -104,7 +95,9 @@ def render(store) -> None:
             if not verified:
                 st.caption(f"The files of {checkpoint} are not here, or their hash is not {model_hash}: the decision "
                            "holds for that hash, and promotion verifies the checkpoint's files against it.")
-            hist = gate_db.history(store, model_hash=model_hash)
+
+    hist = gate_db.history(store, model_hash=model_hash)
+    _show_in_force(in_force_box, hist, int(stage))
 
     st.subheader("Decision history of this checkpoint")
     if hist.empty:
@@ -116,7 +109,18 @@ def render(store) -> None:
         with st.expander("Evidence recorded with a decision"):
             pick = st.selectbox("Decision", list(hist["id"])[::-1], key="gate_evidence")
             rules = json.loads(hist[hist["id"] == pick]["rules"].iloc[0])
-            st.dataframe(_rules_table(rules), hide_index=True, width="stretch")
+            st.table(_rules_table(rules), hide_index=True)
+
+
+def _show_in_force(box, hist: pd.DataFrame, stage: int) -> None:
+    mine = hist[hist["stage"] == stage]
+    if mine.empty:
+        box.write(f"No decision for stage {stage}: stage {stage + 1} refuses this checkpoint.")
+        return
+    d = mine.iloc[-1]
+    promotes = "promotes" if d["outcome"] in gate_db.PROMOTING else "does not promote"
+    box.write(f"**{d['outcome']}** by {d['decided_by']} at {d['created_at']:%Y-%m-%d %H:%M} — {d['reason']} "
+              f"({promotes} to stage {stage + 1}; rules of {d['curriculum']})")
 
 
 def _newest(store, checkpoints) -> str | None:

@@ -26,6 +26,9 @@ def register(subparsers, add_db) -> None:
     p.add_argument("--n", type=int, required=True, help="number of prompts (pairs per pair of systems)")
     p.add_argument("--out", required=True, type=Path, help="new bundle directory")
     p.add_argument("--from-jsonl", help="SYSTEM=path.jsonl,... (each line: prompt_id, prompt, text, audio?)")
+    p.add_argument("--checkpoints", metavar="SYSTEM=CHECKPOINT,...",
+                   help="with --from-jsonl: the checkpoint (directory or model spec) behind each system's outputs, so "
+                   "the gate can use the votes (store outputs are bound to their run's checkpoint already)")
     p.add_argument("--secret-from", type=Path, metavar="KEY",
                    help="rebuild the bundle of an earlier key.json with its secret (default: a new 256-bit secret, "
                    "recorded in the key)")
@@ -79,16 +82,34 @@ def _parse_sources(spec: str, systems: list[str]) -> dict[str, Path]:
     return sources
 
 
+def _checkpoint_hashes(spec: str, systems: list[str]) -> dict[str, str]:
+    """SYSTEM=CHECKPOINT,... -> system -> the checkpoint's verified content hash."""
+    from ..checkpoint_id import checkpoint_identity
+
+    out = {}
+    for part in spec.split(","):
+        name, sep, ckpt = part.partition("=")
+        if not sep or name.strip() not in systems or not ckpt.strip():
+            raise UsageError(f"--checkpoints: expected SYSTEM=CHECKPOINT,... with systems from --systems {systems}, "
+                             f"got {part!r}")
+        out[name.strip()] = checkpoint_identity(ckpt.strip(), verify=True)[1]
+    return out
+
+
 def cmd_export(args) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if len(systems) < 2 or len(set(systems)) != len(systems):
         raise UsageError(f"--systems: expected two or more distinct comma-separated names, got {args.systems!r}")
+    if args.checkpoints and not args.from_jsonl:
+        raise UsageError("--checkpoints: only with --from-jsonl (outputs from the store are bound to the checkpoint "
+                         "their run measured)")
     if args.from_jsonl:
         paths = _parse_sources(args.from_jsonl, systems)
         outputs = {s: read_outputs_jsonl(paths[s]) for s in systems}
         sources = {s: str(paths[s].resolve()) for s in systems}
+        checkpoints = _checkpoint_hashes(args.checkpoints, systems) if args.checkpoints else {}
     else:
-        outputs = results.samples_outputs(database_url(args.db), args.task, systems)
+        outputs, checkpoints = results.samples_outputs(database_url(args.db), args.task, systems)
         sources = {s: f"store samples: task={args.task} model={s}" for s in systems}
     secret = new_secret()
     if args.secret_from is not None:
@@ -96,7 +117,7 @@ def cmd_export(args) -> int:
         if not secret:
             raise UsageError(f"--secret-from {args.secret_from}: the key holds no secret (written by an older "
                              "version, whose bundles cannot be rebuilt)")
-    key = export_bundle(outputs, args.task, args.n, secret, args.out, args.key_out, sources)
+    key = export_bundle(outputs, args.task, args.n, secret, args.out, args.key_out, sources, checkpoints)
     key_path = args.key_out or args.out / "key" / "key.json"
     print(f"bundle {key['bundle_id']}: {len(key['pairs'])} pairs in {args.out}; key: {key_path} (it unblinds the "
           "bundle: keep it from raters and the server)")
@@ -119,7 +140,11 @@ def cmd_summarize(args) -> int:
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if not args.no_store:
         run_id = results.write_rows(url, key, summary["rows"])
-        print(f"wrote {len(summary['rows'])} metric rows (task human_pref) as run {run_id}")
+        bound = results.bound_hash(key)
+        print(f"wrote {len(summary['rows'])} metric rows (task human_pref) as run {run_id}, "
+              + (f"bound to {key['systems'][0]}'s checkpoint {bound}: the gate's human_pref rules of that checkpoint "
+                 "read it" if bound else f"not bound to a checkpoint ({key['systems'][0]}'s outputs came from JSONL "
+                 "without --checkpoints): no gate rule can use it"))
     return 0
 
 

@@ -127,6 +127,7 @@ def export_bundle(
     out_dir: Path,
     key_out: Path | None = None,
     sources: dict[str, str] | None = None,
+    checkpoints: dict[str, str] | None = None,
 ) -> dict:
     """Write a bundle of n prompts x every pair of systems; return the key.
 
@@ -134,7 +135,8 @@ def export_bundle(
     (hex, at least 128 bits; `new_secret()`, or the `secret` of an earlier key to rebuild its bundle) keys every
     choice: which n prompts, each pair's sides, every pair id and audio name, the order of items. The bundle is
     built in a temporary directory and renamed into place, so a failed export leaves nothing behind and an existing
-    bundle is never overwritten.
+    bundle is never overwritten. `checkpoints` (system -> content hash) binds systems to the checkpoints that
+    produced their outputs; the key records it for the human_pref run (see results.write_rows).
     """
     systems = list(outputs)
     if len(systems) < 2 or len(set(systems)) != len(systems):
@@ -201,6 +203,7 @@ def export_bundle(
         "n_prompts": n,
         "systems": systems,
         "sources": sources or {},
+        "checkpoints": checkpoints or {},
         "pairs": key_pairs,
     }
 

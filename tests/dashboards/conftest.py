@@ -1,5 +1,6 @@
 """A results store filled by real tiny runs: ppl_vs_length of the tiny TTT model, the tiny baseline and a freshly
-trained checkpoint, that checkpoint's monitor (stored by `evalsuite gate`), and a human_pref summary."""
+trained checkpoint, that checkpoint's monitor (stored by `evalsuite gate`), and a human_pref summary bound to that
+checkpoint."""
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 def filled_store(tmp_path_factory):
     from accelerate.state import AcceleratorState
 
+    from evalsuite.checkpoint_id import checkpoint_identity
     from evalsuite.cli import main as evalsuite
     from evalsuite.humaneval.results import write_rows
     from evalsuite.humaneval.summary import summarize
@@ -45,8 +47,10 @@ def filled_store(tmp_path_factory):
         run_task("ppl_vs_length", model, store=store, corpus=str(corpus), lengths=[128, 256, 512], progress=False)
     assert evalsuite(["gate", "--checkpoint", final, "--stage", "1", "--config",
                       str(REPO / "configs" / "tiny-curriculum.yaml"), "--db", url]) in (0, 1)
-    systems = ["ttt:final", "tiny-baseline"]
-    key = {"bundle_id": "b1", "task": "ppl_vs_length", "systems": systems, "pairs": {
+    model_id, model_hash = checkpoint_identity(final)
+    systems = [model_id, "tiny-baseline"]
+    key = {"bundle_id": "b1", "task": "ppl_vs_length", "systems": systems, "checkpoints": {model_id: model_hash},
+           "pairs": {
         f"p{i}": {"left": {"system": systems[i % 2]}, "right": {"system": systems[1 - i % 2]}} for i in range(6)}}
     votes = [{"rater": r, "pair_id": f"p{i}", "choice": c} for r in ("ann", "bob")
              for i, c in enumerate(["left", "left", "tie", "right", "left", "right"])]

@@ -161,3 +161,19 @@ def test_cli_export_rebuilds_from_the_key_and_errors_are_one_line(tmp_path, sour
     bad[bad.index("--n") + 1] = "99"
     r = subprocess.run(bad + [str(tmp_path / "e")], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "number of prompts: expected 1..6" in r.stderr
+
+
+def test_cli_export_binds_jsonl_systems_to_verified_checkpoints(tmp_path, sources):
+    from evalsuite.checkpoint_id import checkpoint_identity
+
+    spec = ",".join(f"{s}={p}" for s, p in sources.items())
+    cmd = [sys.executable, "-m", "evalsuite", "pairs", "export", "--systems", ",".join(SYSTEMS), "--task", "t",
+           "--n", "2", "--from-jsonl", spec]
+    r = subprocess.run(cmd + ["--out", str(tmp_path / "b"), "--checkpoints", f"{SYSTEMS[0]}=tiny"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    key = json.loads((tmp_path / "b" / "key" / "key.json").read_text())
+    assert key["checkpoints"] == {SYSTEMS[0]: checkpoint_identity("tiny", verify=True)[1]}
+    r = subprocess.run(cmd + ["--out", str(tmp_path / "c"), "--checkpoints", "nobody=tiny"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--checkpoints: expected SYSTEM=CHECKPOINT" in r.stderr and not (tmp_path / "c").exists()
