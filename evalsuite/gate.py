@@ -7,7 +7,8 @@ A stage of the curriculum YAML (ttt_omni.train.config) carries its rules:
         - name: ppl degradation at the stage length vs 1k   # optional label
           task: ppl_vs_length          # metric rows of this task...
           metric: degradation_pct      # ...with this name...
-          bin: "length={context}"      # ...and bin (glob; {context} = the stage's context, {model_id}); default ""
+          bin: "length={context}"      # ...and bin (glob; {context} = the stage's context, {model_id} = the name
+                                       #   the row's run gave the checkpoint); default ""
           op: "<"                      # < <= > >= ==
           threshold: 20
           use: value                   # or ci_low / ci_high: hold a CI bound to the threshold
@@ -259,7 +260,11 @@ def evaluate_rule(store: Store, rule: Rule, model_hash: str, *, context: int, mo
     accepts = accepts or resolve(rule, context, Registry())
     pattern = rule.bin.format(context=context, model_id=model_id)
     df = store.metrics(task=rule.task, model_hash=model_hash, name=rule.metric, finished_only=True)
-    df = df[[fnmatch.fnmatchcase(b, pattern) for b in df["bin"]]] if not df.empty else df
+    if not df.empty:  # {model_id}: the name the row's own run gave the checkpoint (a rated system's name, say)
+        runs = store.runs(model_hash=model_hash)
+        names = dict(zip(runs["id"].astype(int), runs["model_id"].astype(str)))
+        df = df[[fnmatch.fnmatchcase(b, rule.bin.format(context=context, model_id=names.get(int(r), model_id)))
+                 for b, r in zip(df["bin"], df["run_id"])]]
     shown = accepts.as_dict()
     if df.empty:
         return RuleResult(rule, "not evaluated", detail=f"no finished {rule.task} run with {rule.metric} "

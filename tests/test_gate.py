@@ -1,6 +1,8 @@
 """Gate rules on hand-made store contents: pass, fail, missing evidence, optional human data, CI bounds, human
 approval and forced decisions; what evidence a rule accepts (task version, data, n, lengths) and the probe of a
 one-document custom corpus that turned a fail into a pass; bad rules name the file, stage, rule and field."""
+import json
+
 import pytest
 
 from evalsuite import gate, gate_db
@@ -115,11 +117,12 @@ def test_human_preference_counts_for_the_checkpoint_its_key_binds(setup):
     store, cfg = setup
     add_run(store, "ppl_vs_length", [dict(name="degradation_pct", bin="length=256", value=5.0)])
     add_run(store, "train_monitor", [dict(name="nonfinite_values", value=0), dict(name="W1_maxabs", value=1.0)])
-    rows = [dict(name="win_rate", bin="ttt:ckpt vs base", value=0.4, ci_low=0.3, ci_high=0.5, n=40)]
-    unbound = {"bundle_id": "b0", "task": "degeneration", "systems": ["ttt:ckpt", "base"]}
+    rows = [dict(name="win_rate", bin="ttt vs base", value=0.4, ci_low=0.3, ci_high=0.5, n=40)]
+    unbound = {"bundle_id": "b0", "task": "degeneration", "systems": ["ttt", "base"]}
     write_rows(store.url, unbound, rows)  # outputs from JSONL without --checkpoints: no checkpoint's evidence
     assert by_name(gate.evaluate(store, HASH, cfg, 1))["human"].status == "not evaluated"
-    write_rows(store.url, {**unbound, "bundle_id": "b1", "checkpoints": {"ttt:ckpt": HASH, "base": "b" * 16}}, rows)
+    write_rows(store.url, {**unbound, "bundle_id": "b1", "checkpoints": {"ttt": HASH, "base": "b" * 16}}, rows)
+    add_run(store, "degeneration", [], model_id="ttt:ckpt")  # a later run names the checkpoint otherwise
     result = gate.evaluate(store, HASH, cfg, 1)
     assert by_name(result)["human"].status == "fail" and result.outcome == "fail"
     # the same system name with other weights: that preference is not this checkpoint's evidence
@@ -231,6 +234,11 @@ def test_a_one_document_custom_corpus_does_not_turn_a_fail_into_a_pass(tmp_path,
     decision = gate_db.latest(str(tmp_path / "r.db"), model_hash, 1)
     assert decision["outcome"] == "fail" and decision["verified_at"] is not None
     assert '"data": "books:eval (5 documents' in decision["rules"]
+    assert evalsuite(["gate", "--checkpoint", "tiny", "--stage", "1", "--config", str(cfg), "--db",
+                      str(tmp_path / "r.db"), "--format", "json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)  # for programs: the plain fields, the messages on stderr
+    assert (row["result"], row["run_id"], row["metric"]) == ("fail", books, "degradation_pct")
+    assert row["threshold"].startswith("value < ") and row["value"] > float(row["threshold"][8:])
 
 
 def test_what_a_rule_accepts_as_evidence(tmp_path):

@@ -150,7 +150,8 @@ def _rules_table(rules: list[dict]) -> pd.DataFrame:
 
     def accepts(r):
         a = r.get("accepts") or {}
-        return "" if not a else (f"v{a['task_version']}, data {a['data']}" + (
+        version = "any version" if a.get("task_version") == "any" else f"v{a.get('task_version')}"
+        return "" if not a else (f"{version}, data {a['data']}" + (
             f", n >= {a['min_n']}" if a.get("min_n", 1) > 1 else "") + (
             f", lengths {a['lengths']}" if a.get("lengths") else ""))
 

@@ -10,6 +10,7 @@ from ..errors import EvalsuiteError
 from ..humaneval import db, results
 from ..humaneval.bundle import export_bundle, load_key, load_served, new_secret, read_outputs_jsonl
 from ..humaneval.summary import format_table, summarize
+from .tables import add_format_option, emit
 
 
 class UsageError(EvalsuiteError, ValueError):
@@ -41,6 +42,7 @@ def register(subparsers, add_db) -> None:
     p.add_argument("--key", type=Path, help="key.json (default: BUNDLE/key/key.json)")
     p.add_argument("--json", type=Path, help="also write the full summary as JSON here")
     p.add_argument("--no-store", action="store_true", help="print only; do not write metric rows to the store")
+    add_format_option(p)
     add_db(p)
     p.set_defaults(func=cmd_summarize)
 
@@ -135,7 +137,12 @@ def cmd_summarize(args) -> int:
     if not votes:
         raise UsageError(f"--bundle: no votes recorded yet for bundle {bundle.bundle_id} in {redact(url)}")
     summary = summarize(key, votes)
-    print(format_table(summary))
+    if args.table_format == "table":
+        print(format_table(summary))
+    else:  # the per-pair table for programs; the rest of the summary is in --json
+        import pandas as pd
+
+        emit(pd.DataFrame(summary["comparisons"]), args.table_format)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if not args.no_store:
@@ -144,7 +151,8 @@ def cmd_summarize(args) -> int:
         print(f"wrote {len(summary['rows'])} metric rows (task human_pref) as run {run_id}, "
               + (f"bound to {key['systems'][0]}'s checkpoint {bound}: the gate's human_pref rules of that checkpoint "
                  "read it" if bound else f"not bound to a checkpoint ({key['systems'][0]}'s outputs came from JSONL "
-                 "without --checkpoints): no gate rule can use it"))
+                 "without --checkpoints): no gate rule can use it"),
+              file=sys.stdout if args.table_format == "table" else sys.stderr)
     return 0
 
 

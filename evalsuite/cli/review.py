@@ -10,6 +10,7 @@ from pathlib import Path
 from ttt_omni.resources import bundled, config_path
 
 from ..errors import EvalsuiteError
+from .tables import add_format_option, console, emit
 
 
 def register(sub, add_db) -> None:
@@ -27,6 +28,7 @@ def register(sub, add_db) -> None:
     action.add_argument("--force", action="store_true", help="record a forced promotion (needs --by and --reason)")
     gate.add_argument("--by", default="", help="name of the person deciding")
     gate.add_argument("--reason", default="", help="why (required with --approve / --reject / --force)")
+    add_format_option(gate)
     add_db(gate)
     gate.set_defaults(func=cmd_gate)
 
@@ -47,8 +49,7 @@ def register(sub, add_db) -> None:
 
 
 def cmd_gate(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    import pandas as pd
 
     from .. import gate, gate_db, train_monitor
     from ..checkpoint_id import checkpoint_identity
@@ -65,8 +66,6 @@ def cmd_gate(args) -> int:
     gate.stage_rules(config, args.stage)  # bad rules are reported before the checkpoint is read
     store = Store(args.db, write=True)
     model_id, model_hash = checkpoint_identity(args.checkpoint, verify=True)  # every byte: a decision's identity
-    console = Console()
-    console = Console(width=160) if console.width < 160 else console  # the evidence column needs the room
     notes = []
     monitor = Path(args.monitor) if args.monitor else train_monitor.find_monitor_csv(args.checkpoint)
     if monitor is not None:
@@ -80,28 +79,38 @@ def cmd_gate(args) -> int:
     result.notes[:0] = notes
     decision_id = gate.decide(store, result, args.checkpoint, outcome=human, by=args.by or "gate",
                               reason=args.reason, verified=True)
-    table = Table(title=f"gate: stage {args.stage} of {config} | {model_id} (hash {model_hash}, verified)")
-    for col in ("rule", "evidence used", "value [95% CI]", "threshold", "result"):
-        table.add_column(col, overflow="fold")
-    for r in result.rules:
-        table.add_row(r.rule.name, _evidence(r), _value(r), f"{r.rule.use} {r.rule.op} {r.rule.threshold:g}",
-                      r.status + (" (optional)" if r.rule.optional and r.status == "not evaluated" else "")
-                      + (f": {r.detail}" if r.detail else ""))
-    console.print(table)
+    rows = pd.DataFrame([dict(
+        rule=r.rule.name, result=r.status, optional=r.rule.optional, run_id=(r.evidence or {}).get("run_id"),
+        task=r.rule.task, metric=r.rule.metric, bin=r.bin, value=r.value, ci_low=r.ci_low, ci_high=r.ci_high, n=r.n,
+        threshold=f"{r.rule.use} {r.rule.op} {r.rule.threshold:g}", detail=r.detail) for r in result.rules])
+    wide = pd.DataFrame([{
+        "rule": r.rule.name, "evidence used": _evidence(r), "value [95% CI]": _value(r),
+        "threshold": f"{r.rule.use} {r.rule.op} {r.rule.threshold:g}",
+        "result": r.status + (" (optional)" if r.rule.optional and r.status == "not evaluated" else "")
+                  + (f": {r.detail}" if r.detail else "")} for r in result.rules])
+    title = f"gate: stage {args.stage} of {config} | {model_id} (hash {model_hash}, verified)"
+    if args.table_format == "table":  # one line per rule when it fits, else one line per rule and field
+        stacked = wide.melt(id_vars="rule", var_name="field", value_name="value", ignore_index=False).sort_index(
+            kind="stable")
+        emit(stacked.reset_index(drop=True), "table", title=title, wide=wide)
+    else:
+        emit(rows, args.table_format, title=title)
+    say = console().print if args.table_format == "table" else (lambda text: print(text, file=sys.stderr))
     for note in result.notes:
-        console.print(f"note: {note}")
+        say(f"note: {note}")
     outcome = human or result.outcome
-    console.print(f"decision {decision_id}: [bold]{outcome}[/bold] (rules: {result.outcome}) recorded in {store.where}")
+    say(f"decision {decision_id}: {outcome} (rules: {result.outcome}) recorded in {store.where}")
     if outcome not in gate_db.PROMOTING:
-        console.print(f"stage {args.stage + 1} will refuse this checkpoint; fix the evidence and re-run the gate, "
-                      "or approve it with --approve --by NAME --reason TEXT")
+        say(f"stage {args.stage + 1} will refuse this checkpoint; fix the evidence and re-run the gate, "
+            "or approve it with --approve --by NAME --reason TEXT")
     return 0 if outcome in gate_db.PROMOTING else 1
 
 
 def _evidence(r) -> str:
     """The run used and what it measured, then what the rule accepts."""
     accepts = r.accepts
-    wanted = (f"accepts: v{accepts['task_version']}, data {accepts['data']}" + (
+    version = "any version" if accepts["task_version"] == "any" else f"v{accepts['task_version']}"
+    wanted = (f"accepts: {version}, data {accepts['data']}" + (
         f", n >= {accepts['min_n']}" if accepts["min_n"] > 1 else "") + (
         f", lengths {accepts['lengths']}" if accepts["lengths"] else ""))
     if not r.evidence:

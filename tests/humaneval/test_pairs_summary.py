@@ -101,6 +101,10 @@ def test_cli_raters_and_summarize(bundle, db_url, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "rater alice: 6 votes (left 6, right 0, tie 0)" in r.stdout
     assert json.loads(out.read_text())["comparisons"][0]["n"] == 6
+    r = run_cli("pairs", "summarize", "--bundle", str(bundle), "--db", db_url, "--no-store", "--format", "csv")
+    assert r.stdout.splitlines()[0] == "a,b,wins,ties,losses,n,win_rate,ci_low,ci_high"
+    a, b, wins, ties, losses, n = r.stdout.splitlines()[1].split(",")[:6]
+    assert (a, b, int(wins) + int(ties) + int(losses), n) == (SYSTEMS[0], SYSTEMS[1], 6, "6")
     r = run_cli("pairs", "summarize", "--bundle", str(tmp_path), "--db", db_url, "--no-store")
     assert r.returncode == 2 and "not a pair bundle" in r.stderr
 
