@@ -35,9 +35,7 @@ def _curricula() -> list[str]:
 def _checkpoints(store) -> dict[str, tuple[str, str]]:
     """label -> (model_hash, checkpoint as given) for every checkpoint with runs or decisions."""
     out = {}
-    runs = store.runs()
-    runs = runs[runs["task"] != "human_pref"]
-    for r in runs.itertuples():
+    for r in _checkpoint_runs(store).itertuples():
         out[model_label(r.model_id, r.model_hash)] = (r.model_hash, r.model_spec)
     hist = gate_db.history(store)
     for r in hist.itertuples():
@@ -123,9 +121,14 @@ def _show_in_force(box, hist: pd.DataFrame, stage: int) -> None:
               f"({promotes} to stage {stage + 1}; rules of {d['curriculum']})")
 
 
-def _newest(store, checkpoints) -> str | None:
+def _checkpoint_runs(store) -> pd.DataFrame:
+    """Runs that measured a checkpoint (not votes, not a reference system such as espeak-ng)."""
     runs = store.runs()
-    runs = runs[runs["task"] != "human_pref"]
+    return runs[(runs["task"] != "human_pref") & ~runs["model_id"].str.startswith("reference:")]
+
+
+def _newest(store, checkpoints) -> str | None:
+    runs = _checkpoint_runs(store)
     return None if runs.empty else model_label(runs["model_id"].iloc[-1], runs["model_hash"].iloc[-1])
 
 
@@ -142,7 +145,7 @@ def _rules_table(rules: list[dict]) -> pd.DataFrame:
     records hold no 'evidence' / 'accepts')."""
     def used(r):
         if not r["run_id"]:
-            return "-"
+            return "none"
         e = r.get("evidence") or {}
         return (f"run {r['run_id']}: {r['task']}" + (f" v{e['task_version']}" if e.get("task_version") else "")
                 + f".{r['metric']} {r['bin'] or ''}" + (f" | data {e['data']}" if e.get("data") else "")

@@ -47,7 +47,7 @@ def test_pages_render_from_the_store(filled_store, monkeypatch):
 
     page(at, "Perplexity vs length")
     assert len(at.get("vega_lite_chart")) == 1
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert {"128", "256", "512", "n", "corpus"} <= set(table.columns) and set(table["n"]) == {1}
     assert "tiny-baseline (" in " ".join(table["model"]) and "ttt:run/final (" in " ".join(table["model"])
     assert len(at.multiselect(key="ppl_models").value) == 3  # measured alike: all three belong on the chart
