@@ -18,21 +18,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import yaml
+from pydantic import Field
 
 from ttt_omni.atomic import write_text
 from ttt_omni.resources import bundled
+from ttt_omni.schema import Schema, validate
 
 from .errors import EvalsuiteError
 from .store import Store
 
-KEYS = {"name", "title", "description", "task", "metrics", "bins", "digits", "sort_by", "descending"}
-
 
 class LeaderboardError(EvalsuiteError, ValueError):
     """A leaderboard definition that cannot be used."""
+
+
+class BoardSchema(Schema):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]  # a file-name-safe word
+    title: str
+    task: str
+    metrics: list[str] | str
+    description: str = ""
+    bins: list[str] | None = None
+    digits: Annotated[int, Field(ge=0, le=12)] = 3
+    sort_by: str | None = None
+    descending: bool = False
 
 
 @dataclass
@@ -64,20 +77,10 @@ def load_definition(path: Path) -> Board:
         raise LeaderboardError(f"{path}: malformed YAML: {e}") from None
     if not isinstance(data, dict):
         raise LeaderboardError(f"{path}: expected a mapping with name, title, task, metrics")
-    unknown = sorted(set(data) - KEYS)
-    if unknown:
-        raise LeaderboardError(f"{path}: unknown key(s) {unknown}; expected {sorted(KEYS)}")
-    missing = [k for k in ("name", "title", "task", "metrics") if k not in data]
-    if missing:
-        raise LeaderboardError(f"{path}: missing {missing}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(data["name"])):
-        raise LeaderboardError(f"{path}: name {data['name']!r} must be a file-name-safe word (letters, digits, _.-)")
-    metrics = data["metrics"] if isinstance(data["metrics"], list) else [data["metrics"]]
-    return Board(name=str(data["name"]), title=str(data["title"]), task=str(data["task"]),
-                 metrics=[str(m) for m in metrics], description=str(data.get("description", "")),
-                 bins=[str(b) for b in data["bins"]] if data.get("bins") else None,
-                 digits=int(data.get("digits", 3)), sort_by=data.get("sort_by"),
-                 descending=bool(data.get("descending", False)), source=str(path))
+    b = validate(BoardSchema, data, str(path), LeaderboardError)
+    return Board(name=b.name, title=b.title, task=b.task, metrics=b.metrics if isinstance(b.metrics, list) else
+                 [b.metrics], description=b.description, bins=b.bins or None, digits=b.digits, sort_by=b.sort_by,
+                 descending=b.descending, source=str(path))
 
 
 def bin_key(b: str):
@@ -108,11 +111,15 @@ def rows(store: Store, board: Board) -> pd.DataFrame:
 
 
 def table(store: Store, board: Board) -> pd.DataFrame:
-    """Wide display table: model, hash, then one "value [low, high]" column per metric/bin."""
+    """Wide display table: model, hash, n (documents), then one "value [low, high]" column per metric/bin, in the
+    board's metric order and numeric bin order (1k before 16k, whichever model has which)."""
     long = rows(store, board)
     if long.empty:
-        return pd.DataFrame(columns=["model", "hash"])
-    columns = list(dict.fromkeys(long["column"]))
+        return pd.DataFrame(columns=["model", "hash", "n"])
+    order = {m: i for i, m in enumerate(board.metrics)}
+    first = long.drop_duplicates("column")
+    columns = [c for _, c in sorted(((order[m], bin_key(b)), c) for c, m, b in
+                                    zip(first["column"], first["metric"], first["bin"]))]
     d = board.digits
 
     def cell(r) -> str:
@@ -125,10 +132,12 @@ def table(store: Store, board: Board) -> pd.DataFrame:
     sort_values = []
     for (model_id, model_hash), part in long.groupby(["model_id", "model_hash"], sort=False):
         cells = {r.column: cell(r) for r in part.itertuples()}
-        out.append({"model": model_id, "hash": model_hash, **{c: cells.get(c, "") for c in columns}})
+        n = part["n"].max()
+        out.append({"model": model_id, "hash": model_hash, "n": "" if pd.isna(n) else int(n),
+                    **{c: cells.get(c, "") for c in columns}})
         values = dict(zip(part["column"], part["value"]))
         sort_values.append(values.get(board.sort_by, float("nan")))
-    wide = pd.DataFrame(out, columns=["model", "hash", *columns])
+    wide = pd.DataFrame(out, columns=["model", "hash", "n", *columns])
     if board.sort_by:
         if board.sort_by not in columns:
             raise LeaderboardError(f"{board.source}: sort_by {board.sort_by!r} is not a column; columns: {columns}")
@@ -153,11 +162,15 @@ def markdown(board: Board, wide: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+DEFAULT_OUT = Path("results") / "leaderboards"  # beside the default store, under the working directory
+
+
 def build(store: Store, directory: str | Path | None = None, out_dir: str | Path | None = None) -> list[Path]:
-    """Write NAME.md and NAME.csv for every definition (default: the bundled ones, written beside them); returns
-    the paths written."""
+    """Write NAME.md and NAME.csv for every definition (default: the bundled ones) into `out_dir` (default
+    results/leaderboards/ under the working directory: generated files, never the installed package's folder);
+    returns the paths written."""
     directory = Path(directory) if directory is not None else bundled("leaderboards")
-    out_dir = Path(out_dir or directory)
+    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for board in load_definitions(directory):

@@ -97,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     """lm-eval's CLI with the `ttt-omni` model registered."""
     from lm_eval.__main__ import cli_evaluate
 
-    sys.argv = ["lm_eval", *(sys.argv[1:] if argv is None else argv)]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--device" not in argv:  # lm-eval's default is cuda; use the device this machine has
+        argv += ["--device", "cuda" if torch.cuda.is_available() else "cpu"]
+    sys.argv = ["lm_eval", *argv]
     return cli_evaluate() or 0
 
 

@@ -16,7 +16,24 @@ def bin_value(bin_label: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def length_label(x: float) -> str:
+    """1024 -> "1k", 61440 -> "60k" (as --lengths and the tasks write them); other numbers as they are."""
+    return f"{int(x) // 1024}k" if x >= 1024 and float(x).is_integer() and int(x) % 1024 == 0 else f"{x:g}"
+
+
 def plot_runs(store, run_ids: list[int], metric: str, out: str | Path, *, log_x: bool = True) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = figure(store, run_ids, metric, log_x=log_x)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def figure(store, run_ids: list[int], metric: str, *, log_x: bool = True):
+    """The matplotlib figure `plot_runs` saves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -36,14 +53,13 @@ def plot_runs(store, run_ids: list[int], metric: str, out: str | Path, *, log_x:
             ax.fill_between(rows["x"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.2)
     if log_x:
         ax.set_xscale("log", base=2)
+    ticks = sorted({x for line in ax.get_lines() for x in line.get_xdata()})
+    ax.set_xticks(ticks, [length_label(x) for x in ticks])
+    ax.minorticks_off()
     ax.set_xlabel(rows["bin"].iloc[0].split("=")[0])
     ax.set_ylabel(metric)
     ax.set_title(f"{', '.join(sorted(tasks))}: {metric} (95% CI)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig

@@ -41,7 +41,8 @@ def blocks(language: str) -> list[tuple[str, str]]:
 
 def _omni_world(world: Path) -> None:
     """path/to/ttt-omni (a converted tiny LLaMA-Omni), path/to/vocoder and question.wav."""
-    from support.speech import speak, write_llama_omni
+    from support.speech import speak
+    from ttt_omni.speech.tiny import write_llama_omni
 
     from ttt_omni.speech.omni_checkpoint import convert_omni_checkpoint
 

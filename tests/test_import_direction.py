@@ -11,7 +11,7 @@ PACKAGES = ("ttt_omni", "evalsuite", "dashboards")
 # Lowest first. A module belongs to the longest prefix listed; it may import its own layer and the ones below.
 LAYERS = [
     ["ttt_omni", "ttt_omni.hf_compat", "ttt_omni.resources", "ttt_omni.atomic", "ttt_omni.extras", "ttt_omni.labels",
-     "ttt_omni.checkpoint_files", "ttt_omni.data_manifest"],
+     "ttt_omni.checkpoint_files", "ttt_omni.data_manifest", "ttt_omni.tokenizer"],
     ["ttt_omni.ops"],
     ["ttt_omni.layers"],
     ["ttt_omni.cache"],

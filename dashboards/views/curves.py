@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards.charts import curve
-from dashboards.data import NON_EVAL_TASKS, bin_number, latest_metrics, no_runs
+from dashboards.charts import curve, spans_orders_of_magnitude
+from dashboards.data import NON_EVAL_TASKS, bin_number, blank_missing, default_models, latest_metrics, no_runs
 
 ASR_TASK = "asr_wer"
 
@@ -36,15 +36,17 @@ def _render_task(store, task: str, key: str) -> None:
     df = df.assign(x=[bin_number(b) for b in df["bin"]])
     binned = df.dropna(subset=["x"])
     models = sorted(df["model"].unique())
-    chosen = st.multiselect("Models", models, default=models, key=f"{key}_models")
+    chosen = st.multiselect("Models", models, default=default_models(df), key=f"{key}_models")
     if not binned.empty:
         metric = st.selectbox("Metric", sorted(binned["name"].unique()), key=f"{key}_metric")
         part = binned[(binned["name"] == metric) & binned["model"].isin(chosen)]
+        part = part.assign(series=[f"{m} · n={d} · {c}" for m, d, c in zip(part["model"], part["docs"],
+                                                                           part["corpus"])])
         axis = binned["bin"].iloc[0].split("=")[0]
-        st.altair_chart(curve(part, "x", "value", "model", x_title=axis, y_title=metric),
-                        width="stretch")
+        st.altair_chart(curve(part, "x", "value", "series", x_title=axis, y_title=metric,
+                              log_y=spans_orders_of_magnitude(part["value"])), width="stretch")
     scalars = df[df["x"].isna() & df["model"].isin(chosen)]
     if not scalars.empty:
         st.subheader("Whole-run values")
-        st.dataframe(scalars.pivot_table(index="model", columns=["name", "bin"], values="value"),
-                     width="stretch")
+        st.dataframe(blank_missing(scalars.pivot_table(index=["model", "docs"], columns=["name", "bin"],
+                                                       values="value")), width="stretch")

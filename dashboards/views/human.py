@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboards.data import blank_missing
+
 
 def render(store) -> None:
     st.title("Human evaluation")
@@ -21,7 +23,7 @@ def render(store) -> None:
                  hide_index=True, width="stretch")
     counts = rows[rows["name"].isin(["wins", "ties", "losses"])]
     if not counts.empty:
-        st.dataframe(counts.pivot_table(index="bin", columns="name", values="value"), width="stretch")
+        st.dataframe(blank_missing(counts.pivot_table(index="bin", columns="name", values="value")), width="stretch")
     for name, title in (("bradley_terry", "Bradley-Terry scores"), ("cohen_kappa", "Agreement (Cohen's kappa)"),
                         ("krippendorff_alpha", "Agreement (Krippendorff's alpha)")):
         part = rows[rows["name"] == name]

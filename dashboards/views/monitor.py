@@ -6,7 +6,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-PANELS = [("max |fast weight|", "_maxabs"), ("inner loss", "inner_loss_"), ("eta (lr gate)", "eta_")]
+# The carried-update token scale (the last position's 1/K plus its learnt offset) is the panel to watch: a run whose
+# inner parameters learnt too fast drove it to 0 and switched off learning across mini-batches (docs/training.md).
+PANELS = [("max |fast weight|", "_maxabs"), ("inner loss", "inner_loss_"), ("eta (lr gate)", "eta_"),
+          ("carried-update token scale", "token_scale_last")]
 
 
 def _split(bins: pd.Series) -> pd.DataFrame:

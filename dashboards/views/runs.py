@@ -14,7 +14,7 @@ ENV_COLUMNS = ("transformers", "torch", "device", "dtype", "ttt_backend")  # the
 
 def render(store) -> None:
     st.title("Runs")
-    runs = store.runs()
+    runs = store.runs().iloc[::-1]  # newest first: the run just made is at the top
     if runs.empty:
         st.info(f"The results store holds no runs yet. Start with\n\n    {DEMO}")
         return
@@ -39,7 +39,7 @@ def render(store) -> None:
     st.dataframe(runs[cols], hide_index=True, width="stretch")
     if runs.empty:
         return
-    run_id = st.selectbox("Metric rows of run", list(runs["id"])[::-1], key="runs_detail")
+    run_id = st.selectbox("Metric rows of run", list(runs["id"]), key="runs_detail")
     rows = store.metrics(run_id=int(run_id))
     st.dataframe(rows[["name", "bin", "value", "ci_low", "ci_high", "n"]], hide_index=True,
                  width="stretch")

@@ -3,49 +3,52 @@ one metric of any task, per bin, paired over the task's units (documents, prompt
 
 Each unit runs the inner task on both models (samples stored as "candidate/NAME" and "baseline/NAME"); at the end
 the inner task's own aggregation is applied to each unit alone, which gives the metric per unit and bin for both
-systems. Rows per bin: `baseline`, `candidate` (means), `diff` (candidate - baseline, paired bootstrap CI),
-`p_value` (paired permutation or sign test) and `verdict` (1 better, 0 no detectable difference at alpha, -1 worse,
-for the candidate, by `higher_is_better`).
+systems. Rows per bin: `baseline`, `candidate` (means), `diff` (candidate - baseline: the mean, or the median with `test: sign`, with the confidence interval that inverts
+the test, so it excludes 0 exactly when p < alpha), `p_value` (paired sign-flip permutation or sign test), `verdict`
+(1 better, 0 no detectable difference at alpha, -1 worse, for the candidate, by `higher_is_better`) and `decidable`
+(0 when there are too few units for the test ever to reach p < alpha: then there is no interval and no verdict).
 """
 from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from ttt_omni.schema import Number, PositiveInt, Schema
 
 from ..errors import TaskSpecError
-from ..metrics.paired import (paired_bootstrap_ci, paired_differences, permutation_p_value, sign_test_p_value,
-                              verdict)
+from ..metrics.paired import (decidable, inverted_ci, paired_differences, permutation_p_value, sign_test_p_value,
+                              smallest_p_value, verdict)
 from ..models import load_model
-from ..task import KINDS, TaskKind, TaskSpec, Unit, register_kind
+from ..task import KINDS, TaskKind, TaskSpec, Unit, check_section, register_kind
 
-REQUIRED = {"task": str, "metric": str, "baseline": str, "higher_is_better": bool}
-OPTIONAL = {"alpha": 0.05, "n_boot": 1000, "test": "permutation"}
+OPTIONAL = {"alpha": 0.05, "test": "permutation"}
 SIDES = ("candidate", "baseline")
+
+
+class Params(Schema):
+    task: str
+    metric: str
+    baseline: str  # a model spec
+    higher_is_better: bool
+    alpha: Annotated[Number, Field(gt=0, lt=1)] = OPTIONAL["alpha"]
+    test: Literal["permutation", "sign"] = OPTIONAL["test"]
 
 
 @register_kind("compare")
 class Compare(TaskKind):
-    metrics = frozenset({"baseline", "candidate", "diff", "p_value", "verdict"})
+    metrics = frozenset({"baseline", "candidate", "diff", "p_value", "verdict", "decidable"})
+    undecided: dict[str, int]  # bin -> number of units, where the test cannot decide (for the notes)
 
     @classmethod
     def validate(cls, spec: TaskSpec) -> None:
-        where, p = spec.source, spec.params
-        for key, typ in REQUIRED.items():
-            if not isinstance(p.get(key), typ):
-                raise TaskSpecError(f"{where}: kind compare needs params.{key} ({typ.__name__}), got {p.get(key)!r}")
-        bad = set(p) - set(REQUIRED) - set(OPTIONAL)
-        if bad:
-            raise TaskSpecError(f"{where}: params has unknown key(s) {sorted(bad)}; expected "
-                                f"{sorted({**REQUIRED, **OPTIONAL})}")
-        if not 0 < p.get("alpha", 0.05) < 1:
-            raise TaskSpecError(f"{where}: params.alpha must be in (0, 1), got {p['alpha']!r}")
-        if p.get("test", "permutation") not in ("permutation", "sign"):
-            raise TaskSpecError(f"{where}: params.test must be 'permutation' or 'sign', got {p['test']!r}")
-        if p["task"] == spec.name or p["task"].startswith("lm_eval:"):
-            raise TaskSpecError(f"{where}: params.task must name another evalsuite task, got {p['task']!r}")
+        p = check_section(spec, "params", Params)
+        if p.task == spec.name or p.task.startswith("lm_eval:"):
+            raise TaskSpecError(f"{spec.source}: params.task must name another evalsuite task, got {p.task!r}")
 
     def param(self, key: str):
         return self.spec.params.get(key, OPTIONAL.get(key))
@@ -82,11 +85,15 @@ class Compare(TaskKind):
                 "candidate_dtype": _dtype(self.model.model)}
 
     def notes(self) -> list[str]:
-        config = self.config()
-        if config["baseline_dtype"] == config["candidate_dtype"]:
-            return []
-        return [f"the two sides run in different dtypes: candidate {config['candidate_dtype']}, baseline "
-                f"{config['baseline_dtype']} (their difference includes the precision's)"]
+        config, notes = self.config(), []
+        if config["baseline_dtype"] != config["candidate_dtype"]:
+            notes.append(f"the two sides run in different dtypes: candidate {config['candidate_dtype']}, baseline "
+                         f"{config['baseline_dtype']} (their difference includes the precision's)")
+        for bin_, n in getattr(self, "undecided", {}).items():
+            notes.append(f"{bin_ or 'overall'}: {n} paired units are too few to decide (the {self.param('test')} test "
+                         f"cannot reach p < {self.param('alpha')}: its smallest p is "
+                         f"{smallest_p_value(n, self.param('test')):.3g}); no interval, no verdict")
+        return notes
 
     def units(self) -> list[Unit]:
         return self._kind(self.model).units()
@@ -110,18 +117,24 @@ class Compare(TaskKind):
     def aggregate(self, samples: pd.DataFrame) -> list[dict]:
         cand, base = self.per_unit(samples, "candidate"), self.per_unit(samples, "baseline")
         paired = cand.merge(base, on=["unit", "bin"], suffixes=("_c", "_b"))
-        alpha, rows = self.param("alpha"), []
+        alpha, test, rows = self.param("alpha"), self.param("test"), []
+        self.undecided = {}
         for bin_, part in paired.groupby("bin", sort=False):
             d = paired_differences(part["value_b"], part["value_c"])
-            mean, low, high = paired_bootstrap_ci(d, self.param("n_boot"), self.seed, alpha)
-            p = permutation_p_value(d, seed=self.seed) if self.param("test") == "permutation" else sign_test_p_value(d)
             n = int(d.size)
+            centre = float(np.median(d)) if test == "sign" else float(d.mean()) if n else float("nan")
+            low, high = inverted_ci(d, test, alpha, seed=self.seed)
+            p = permutation_p_value(d, seed=self.seed) if test == "permutation" else sign_test_p_value(d)
+            can = decidable(n, alpha, test)
+            if not can:
+                self.undecided[bin_] = n
             rows += [dict(name=side, bin=bin_, value=float(np.nanmean(part[f"value_{side[0]}"])), n=n)
                      for side in SIDES]
-            rows += [dict(name="diff", bin=bin_, value=mean, ci_low=low, ci_high=high, n=n),
+            rows += [dict(name="diff", bin=bin_, value=centre, ci_low=low, ci_high=high, n=n),
                      dict(name="p_value", bin=bin_, value=p, n=n),
-                     dict(name="verdict", bin=bin_, value=float(verdict(mean, p, alpha,
-                                                                        self.param("higher_is_better"))), n=n)]
+                     dict(name="verdict", bin=bin_, n=n,
+                          value=float(verdict(centre, p, alpha, self.param("higher_is_better")) if can else 0)),
+                     dict(name="decidable", bin=bin_, value=float(can), n=n)]
         wanted = set(self.spec.metrics or self.metrics)
         return [r for r in rows if r["name"] in wanted]
 

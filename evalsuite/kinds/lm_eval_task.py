@@ -10,9 +10,8 @@ import math
 import pandas as pd
 
 from ..errors import UnknownTaskError
+from ..metrics.preference import Z_95, wilson_interval
 from ..task import LM_EVAL_PREFIX, TaskKind, TaskSpec, Unit, register_kind
-
-Z_95 = 1.959964
 
 
 def lm_eval_spec(name: str, include_paths: list[str]) -> TaskSpec:
@@ -63,8 +62,18 @@ class LmEvalTask(TaskKind):
         rows = []
         for s in samples.itertuples():
             stderr = json.loads(s.data)["stderr"] if s.data else None
-            ok = stderr is not None and math.isfinite(stderr)
-            rows.append(dict(name=s.name, bin=s.bin, value=s.value, n=None if pd.isna(s.n) else int(s.n),
-                             ci_low=s.value - Z_95 * stderr if ok else None,
-                             ci_high=s.value + Z_95 * stderr if ok else None))
+            n = None if pd.isna(s.n) else int(s.n)
+            low, high = _interval(s.value, stderr, n)
+            rows.append(dict(name=s.name, bin=s.bin, value=s.value, n=n, ci_low=low, ci_high=high))
         return rows
+
+
+def _interval(value: float, stderr: float | None, n: int | None) -> tuple[float | None, float | None]:
+    """95% interval: Wilson for a proportion of n 0/1 scores (accuracy, exact match: it stays inside [0, 1]), else
+    value +- 1.96 stderr. lm-eval reports a proportion's stderr as sqrt(p(1-p)/(n-1)), which identifies one."""
+    if stderr is None or not math.isfinite(stderr):
+        return None, None
+    if n and n > 1 and 0 <= value <= 1 and math.isclose(stderr ** 2, value * (1 - value) / (n - 1), rel_tol=1e-3,
+                                                        abs_tol=1e-12):
+        return wilson_interval(value * n, n)
+    return value - Z_95 * stderr, value + Z_95 * stderr

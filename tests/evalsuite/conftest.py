@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.speech import write_llama_omni
+from ttt_omni.speech.tiny import write_llama_omni
 from ttt_omni.data_manifest import books
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,7 +36,9 @@ def _train_tokenizer(out_dir: Path):
 @pytest.fixture(autouse=True)
 def kinds_of_this_test_only():
     """Kinds a test registers from its own --include-path files are forgotten after it (the registry refuses a
-    second kind of one name, and tests reuse names)."""
+    second kind of one name, and tests reuse names). The built-in kinds are imported first, so that a test that
+    happens to import them is not taken for one that registered them (which wiped them for every later test)."""
+    import evalsuite.kinds  # noqa: F401
     from evalsuite.task import KINDS
 
     before = dict(KINDS)

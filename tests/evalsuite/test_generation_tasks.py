@@ -62,6 +62,8 @@ def test_asr_wer_on_espeak_passages(micro_ttt_dir, tmp_path):
     assert "t=0-60s" in set(m["bin"])
     audio = [json.loads(d)["audio"] for d in store.samples(result.run_id).query("name == 'output'")["data"]]
     assert len(audio) == 2 and all(p.endswith(".wav") for p in audio)
+    stored = store.run(result.run_id)  # espeak-ng read corpus passages: the model was never used
+    assert stored["model_id"] == stored["model_spec"] == "reference:espeak-ng" and len(stored["model_hash"]) == 16
 
 
 def _corpus(tmp_path, n=8):
@@ -94,13 +96,13 @@ def test_compare_finds_degradation_and_no_difference_between_identical_systems(
         baseline, micro_llama_dir, degraded_llama_dir, tmp_path):
     base = micro_llama_dir if baseline == "same" else degraded_llama_dir
     spec = small_spec("compare", lengths=(64, 128), task="ppl_vs_length", metric="loss", higher_is_better=False,
-                      baseline=f"hf:{base}", n_boot=200)
+                      baseline=f"hf:{base}")
     _, result, m = run(spec, f"hf:{micro_llama_dir}", tmp_path, corpus=str(_corpus(tmp_path)))
     verdicts = m[m["name"] == "verdict"].set_index("bin")["value"]
     assert set(verdicts.index) == {"length=64", "length=128"}
     diff = m[m["name"] == "diff"]
     assert (diff["n"] == 8).all()
-    assert result.notes == []
+    assert result.notes == [] and (m[m["name"] == "decidable"]["value"] == 1).all()
     if baseline == "same":
         assert (verdicts == 0).all() and (diff["value"] == 0).all()
     else:  # the candidate (the original) has lower loss than the degraded baseline: better
@@ -115,10 +117,12 @@ def test_compare_says_when_the_sides_run_in_different_dtypes(micro_llama_dir, tm
     AutoModelForCausalLM.from_pretrained(micro_llama_dir, dtype=torch.bfloat16).save_pretrained(bf16)
     AutoTokenizer.from_pretrained(micro_llama_dir).save_pretrained(bf16)
     spec = small_spec("compare", lengths=(64,), task="ppl_vs_length", metric="loss", higher_is_better=False,
-                      baseline=f"hf:{bf16}", n_boot=20)
+                      baseline=f"hf:{bf16}")
     store, result, _ = run(spec, f"hf:{micro_llama_dir}", tmp_path, corpus=str(_corpus(tmp_path)), limit=2)
     assert result.notes == ["the two sides run in different dtypes: candidate float32, baseline bfloat16 (their "
-                            "difference includes the precision's)"]
+                            "difference includes the precision's)",
+                            "length=64: 2 paired units are too few to decide (the permutation test cannot reach "
+                            "p < 0.05: its smallest p is 0.5); no interval, no verdict"]
     config = store.run(result.run_id)["config"]
     assert config["baseline_dtype"] == "bfloat16" and len(config["baseline_hash"]) == 16
 
@@ -138,11 +142,15 @@ def test_empty_generation_fails_the_run_without_metric_rows(micro_llama_dir, tmp
 def test_bad_specs_are_named():
     from evalsuite.errors import TaskSpecError
 
-    with pytest.raises(TaskSpecError, match="params.window"):
+    with pytest.raises(TaskSpecError, match="params.window: expected a number >= 1, got 0"):
         small_spec("degeneration", window=0)
+    with pytest.raises(TaskSpecError, match="params.do_sample: expected true or false, got 'yes'"):
+        small_spec("degeneration", do_sample="yes")
     with pytest.raises(TaskSpecError, match="shorter than one window"):
         small_spec("degeneration", lengths=(16,), window=32)
-    with pytest.raises(TaskSpecError, match="params.system must be one of"):
+    with pytest.raises(TaskSpecError, match="params.system: expected one of 'auto', 'espeak' or 'omni', got 'festiv"):
         small_spec("asr_wer", lengths=(), system="festival")
-    with pytest.raises(TaskSpecError, match="params.higher_is_better"):
+    with pytest.raises(TaskSpecError, match="params.higher_is_better: expected true or false, got 'yes'"):
         small_spec("compare", higher_is_better="yes")
+    with pytest.raises(TaskSpecError, match="params.alpha: expected a number < 1, got 1.5"):
+        small_spec("compare", alpha=1.5)

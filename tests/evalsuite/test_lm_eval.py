@@ -84,7 +84,25 @@ def test_evalsuite_runs_lm_eval_task_and_stores_results(tmp_path, micro_ttt_dir,
     assert np.isfinite(rolling.loc["word_perplexity", "value"]) and rolling.loc["bits_per_byte", "n"] == 3
     acc = m[(m["task"] == "lm_eval:books_choice") & (m["name"] == "acc")]
     assert len(acc) == 1 and 0 <= acc["value"].iloc[0] <= 1 and acc["bin"].iloc[0] == "task=books_choice"
-    assert acc["ci_low"].iloc[0] <= acc["value"].iloc[0] <= acc["ci_high"].iloc[0]
+    assert 0 <= acc["ci_low"].iloc[0] <= acc["value"].iloc[0] <= acc["ci_high"].iloc[0] <= 1
+    out = capsys.readouterr().out
+    assert "lm_eval:books_choice lm-eval-" in out and "vlm-eval" not in out
+
+
+def test_accuracy_intervals_stay_inside_0_1_and_others_are_normal():
+    """A proportion of n 0/1 scores (lm-eval's stderr sqrt(p(1-p)/(n-1))) gets a Wilson interval; a perplexity gets
+    value +- 1.96 stderr. 4 of 5 right: the normal interval would reach 1.19."""
+    import math
+
+    import pandas as pd
+
+    from evalsuite.kinds.lm_eval_task import LmEvalTask
+
+    rows = pd.DataFrame([dict(name="acc", bin="t", value=0.8, n=5, data='{"stderr": %r}' % math.sqrt(0.8 * 0.2 / 4)),
+                         dict(name="word_perplexity", bin="t", value=40.0, n=5, data='{"stderr": 2.0}')])
+    acc, ppl = LmEvalTask.aggregate(None, rows)
+    assert 0 <= acc["ci_low"] < 0.8 < acc["ci_high"] <= 1 and acc["ci_high"] == pytest.approx(0.9638, abs=1e-3)
+    assert (ppl["ci_low"], ppl["ci_high"]) == pytest.approx((40 - 1.96 * 2, 40 + 1.96 * 2), abs=1e-3)
 
 
 def test_unknown_lm_eval_task_is_a_clear_error(tmp_path, micro_ttt_dir, task_dir, capsys):

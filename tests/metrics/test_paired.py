@@ -1,12 +1,13 @@
-"""Paired bootstrap, permutation and sign tests, and the verdict, against values computed by hand."""
+"""Permutation and sign tests, the intervals that invert them, decidability and the verdict, against values computed
+by hand, and the interval agreeing with the test on random samples."""
 
 import math
 
 import numpy as np
 import pytest
 
-from evalsuite.metrics.paired import (BETTER, NO_DIFFERENCE, WORSE, paired_bootstrap_ci, paired_differences,
-                                      permutation_p_value, sign_test_p_value, verdict)
+from evalsuite.metrics.paired import (BETTER, NO_DIFFERENCE, WORSE, decidable, inverted_ci, paired_differences,
+                                      permutation_p_value, sign_test_p_value, smallest_p_value, verdict)
 
 
 def test_differences_drop_unpaired_nan_and_refuse_mismatch():
@@ -36,12 +37,32 @@ def test_sign_test_by_hand():
     assert sign_test_p_value([1, -1, 0]) == pytest.approx(1.0)
 
 
-def test_bootstrap_ci_of_a_constant_difference_is_that_constant():
-    mean, low, high = paired_bootstrap_ci([0.3] * 10, n_boot=200)
-    assert (mean, low, high) == pytest.approx((0.3, 0.3, 0.3))
-    mean, low, high = paired_bootstrap_ci(np.arange(10.0), n_boot=500, seed=1)
-    assert mean == 4.5 and low < 4.5 < high
-    assert all(math.isnan(x) for x in paired_bootstrap_ci([]))
+def test_too_few_pairs_cannot_decide_and_have_no_interval():
+    """n = 2, both differences positive: p = 0.5 is the best the sign-flip test can do, so no interval may exclude 0
+    (a bootstrap interval did, while the verdict said 'no detectable difference')."""
+    assert permutation_p_value([0.4, 0.6]) == pytest.approx(0.5)
+    assert smallest_p_value(2) == pytest.approx(0.5) and not decidable(2) and not decidable(5) and decidable(6)
+    assert all(math.isnan(x) for x in inverted_ci([0.4, 0.6]))
+    assert not decidable(5, test="sign") and decidable(6, test="sign")
+
+
+def test_inverted_intervals_by_hand():
+    low, high = inverted_ci([0.3] * 10)  # a constant difference: only that shift is accepted
+    assert low == pytest.approx(0.3, abs=1e-9) and high == pytest.approx(0.3, abs=1e-9)
+    d = np.arange(1.0, 11.0)  # sign test, n = 10, alpha 0.05: counts 2..8 accepted -> [d_(2), d_(9)]
+    assert inverted_ci(d, "sign") == (2.0, 9.0)
+
+
+@pytest.mark.parametrize("test", ["permutation", "sign"])
+def test_the_interval_excludes_zero_exactly_when_the_test_rejects(test):
+    rng = np.random.default_rng(0)
+    for n in (6, 9, 14, 25):
+        for _ in range(25 if n <= 14 else 6):
+            d = rng.normal(rng.uniform(-1, 1), 1, n)
+            p = permutation_p_value(d, n_perm=2000, seed=1) if test == "permutation" else sign_test_p_value(d)
+            low, high = inverted_ci(d, test, n_perm=2000, seed=1)
+            assert low <= (d.mean() if test == "permutation" else np.median(d)) <= high
+            assert (p < 0.05) == (not low <= 0 <= high), (n, p, low, high)
 
 
 def test_verdict_direction_follows_higher_is_better():

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from support.speech import tone, write_llama_omni
+from support.speech import tone
+from ttt_omni.speech.tiny import write_llama_omni
 from ttt_omni.speech.audio import save_wav
 
 

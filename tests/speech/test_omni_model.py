@@ -3,6 +3,7 @@ continue identically; streaming units equal offline units; the CLI end to end.""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from ttt_omni.speech.omni_checkpoint import (convert_omni_checkpoint, is_omni_ch
                                              save_omni)
 from ttt_omni.speech.vocoder import UnitVocoder
 
-from support.speech import UNITS, tone, write_llama_omni
+from support.speech import tone
+from ttt_omni.speech.tiny import UNITS, write_llama_omni
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,9 @@ def test_convert_keeps_speech_parts(llama_omni_dir, converted):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     report = json.loads((converted / "conversion_report.json").read_text())
     assert any(k.startswith("speech_generator.") for k in report["carried"])
+    assert "vocoder/" in report["files_copied"]  # the unit vocoder goes along: chat's default is MODEL/vocoder
+    for part in ("g_00500000", "config.json"):
+        assert (converted / "vocoder" / part).read_bytes() == (llama_omni_dir / "vocoder" / part).read_bytes()
 
 
 def test_streamed_units_equal_offline_units(converted):
@@ -145,6 +150,7 @@ def test_cli_convert_and_chat(llama_omni_dir, tmp_path, wav_file, capsys):
     assert main(common + ["--text", "go on"]) == 0  # second turn, restored from disk
     assert main(common + ["--wav", str(tmp_path / "missing.wav")]) == 2
     assert "audio file not found" in capsys.readouterr().err
+    shutil.rmtree(out / "vocoder")  # convert carried it along; without one, chat says how to give it
     assert main(["chat", "--model", str(out), "--conversation", "c2", "--text", "hi",
                  "--conversations", str(tmp_path / "convs")]) == 2
     assert "no vocoder" in capsys.readouterr().err
@@ -168,3 +174,15 @@ def test_model_save_round_trip_and_hour_scale_windows(converted, tmp_path):
     speech = model.encode_speech(tone(61.0))
     assert speech.shape == (610, model.config.hidden_size)
     torch.testing.assert_close(speech[600:], model.encode_speech(tone(61.0)[60 * 16000:]))
+
+
+def test_try_speech_runs_the_whole_pipeline_in_one_command(tmp_path, capsys):
+    root = tmp_path / "try"
+    assert main(["try-speech", "--dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "meaningless" in out and "speech units" in out and (root / "ttt-omni" / "vocoder").is_dir()
+    samples = load_wav(root / "reply.wav")
+    assert samples.size > 0 and (root / "conversations" / "demo.safetensors").is_file()
+    assert main(["chat", "--model", str(root / "ttt-omni"), "--conversation", "demo", "--conversations",
+                 str(root / "conversations"), "--text", "Go on.", "--max-new-tokens", "4"]) == 0
+    assert main(["try-speech", "--dir", str(root)]) == 2  # never over an existing directory

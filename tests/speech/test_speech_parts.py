@@ -14,7 +14,8 @@ from ttt_omni.speech.projector import SpeechProjector
 from ttt_omni.speech.units import UnitExtractor, load_centroids
 from ttt_omni.speech.vocoder import UnitVocoder
 
-from support.speech import UNITS, WHISPER, tiny_vocoder_config, tiny_whisper, tone, write_openai_whisper, write_vocoder
+from support.speech import tone
+from ttt_omni.speech.tiny import UNITS, WHISPER, tiny_vocoder_config, tiny_whisper, write_openai_whisper, write_vocoder
 
 
 def openai_whisper_encoder_reference(state: dict, mel: torch.Tensor, heads: int) -> torch.Tensor:

@@ -23,7 +23,8 @@ from ttt_omni.train.speech_data import reduce_units, speech_sequence
 from ttt_omni.train.trainer import Trainer
 
 from support.distributed import reports, torchrun
-from support.speech import UNITS, speak
+from support.speech import speak
+from ttt_omni.speech.tiny import UNITS
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from support.speech import write_vocoder
+from ttt_omni.speech.tiny import write_vocoder
 from ttt_omni.speech.vocoder import UnitVocoder
 
 GOLDEN = Path(__file__).with_name("vocoder_golden.json")

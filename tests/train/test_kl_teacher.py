@@ -11,7 +11,7 @@ from ttt_omni.train.trainer import Trainer
 @pytest.fixture
 def teacher_dir(tiny_train_config, tmp_path):
     """The model the runs below start from, saved as they start: a teacher identical to the student."""
-    return Trainer(tiny_train_config(output_dir=str(tmp_path / "t"))).export(tmp_path / "teacher")
+    return Trainer(tiny_train_config(output_dir=str(tmp_path / "t"))).export(tmp_path / "t" / "teacher")
 
 
 def test_kl_is_zero_against_itself_and_is_the_definition(tiny_train_config, teacher_dir, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ GENERATOR_PREFIX = "speech_generator."
 LLM_MODULE, ENCODER_MODULE = "llm.", "speech_encoder.encoder."
 PROJECTOR_MODULE, GENERATOR_MODULE = "speech_projector.", "speech_generator."
 ENCODER_FILE = "speech_encoder.safetensors"
+VOCODER_DIR = "vocoder"  # LLaMA-Omni keeps no vocoder in its directory; ours may (MODEL/vocoder is chat's default)
 
 
 def is_omni_checkpoint(path: str | os.PathLike) -> bool:
@@ -229,6 +231,10 @@ def convert_omni_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
         report_data = json.loads((tmp / REPORT_NAME).read_text())
         report_data["speech_encoder"] = ("stored from " + str(speech_encoder or config.speech_encoder)
                                          if (tmp / ENCODER_FILE).exists() else "carried from the source weights")
+        if (src / VOCODER_DIR).is_dir():  # the unit vocoder that speaks the units goes along with the model
+            shutil.copytree(src / VOCODER_DIR, tmp / VOCODER_DIR)
+            report_data["files_copied"].append(f"{VOCODER_DIR}/")
+            report.files_copied.append(f"{VOCODER_DIR}/")
         report_data["output"] = str(dst)
         (tmp / REPORT_NAME).write_text(json.dumps(report_data, indent=2))
     report.output = str(dst)

@@ -1,5 +1,5 @@
-"""Tokenizers for training: the checkpoint's own for a converted model, or a byte-level BPE trained on the corpus
-(for the tiny models, saved with the checkpoint)."""
+"""Tokenizers: a checkpoint's own, or a byte-level BPE trained on a corpus (the tiny models' tokenizers, trained with
+them and saved with the checkpoint)."""
 from __future__ import annotations
 
 from pathlib import Path
