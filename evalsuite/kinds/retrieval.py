@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import random
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..corpus import bundled_books, user_corpus
+from ..corpus import bundled_books, corpus_hash, user_corpus
 from ..errors import TaskSpecError
 from ..metrics.retrieval import accuracy_rows, all_values_present, cell_bin, rank_correct
 from ..retrieval import book_facts, niah, passkey, variable_tracking
@@ -106,11 +107,24 @@ class RetrievalKind(TaskKind):
                 for length in self.spec.lengths for d, r in cells]
 
     @cached_property
-    def books(self) -> Corpus:
-        """The haystack corpus: the run's corpus, else dataset.path, else the bundled books of dataset.split."""
+    def documents(self) -> list:
+        """The haystack's documents: the run's corpus, else dataset.path, else the bundled books of dataset.split."""
         path = self.corpus or self.spec.dataset.get("path")
-        split = self.spec.dataset.get("split", "eval")
-        return Corpus(user_corpus(path) if path else bundled_books(split), str(path or f"bundled books ({split})"))
+        return user_corpus(path) if path else bundled_books(self.spec.dataset.get("split", "eval"))
+
+    @cached_property
+    def books(self) -> Corpus:
+        path = self.corpus or self.spec.dataset.get("path")
+        return Corpus(self.documents, str(path or f"bundled books ({self.spec.dataset.get('split', 'eval')})"))
+
+    def data_identity(self, units: list[Unit]) -> dict:
+        """A books haystack may start in any document, so the run reads the whole corpus; filler reads none."""
+        if self.param("haystack") != "books":
+            return {"source": self.param("haystack"), "documents": 0, "hash": None}
+        path = self.corpus or self.spec.dataset.get("path")
+        source = f"corpus:{Path(path).expanduser().resolve()}" if path else \
+            f"books:{self.spec.dataset.get('split', 'eval')}"
+        return {"source": source, "documents": len(self.documents), "hash": corpus_hash(self.documents)}
 
     # --- one sample ------------------------------------------------------------------------------------------
 

@@ -112,8 +112,11 @@ def test_gate_rules_read_retrieval_metrics(micro_ttt_dir, tmp_path):
 def test_outputs_export_for_human_review(micro_ttt_dir, tmp_path):
     store = Store(tmp_path / "r.db")
     run_task(small_spec("book_facts", [384], n=1), f"ttt:{micro_ttt_dir}", store=store, progress=False)
-    model_id = store.runs()["model_id"].iloc[-1]
-    outputs = samples_outputs(str(store.url), "book_facts", [model_id])[model_id]
+    run = store.runs().iloc[-1]
+    model_id = run["model_id"]
+    from evalsuite.corpus import bundled_books, corpus_hash
+    assert run["data_hash"] == corpus_hash(bundled_books("eval"))  # a books haystack reads the whole corpus
+    outputs = samples_outputs(str(store.url), "book_facts", [model_id])[0][model_id]
     assert set(outputs) == {f"length=384,depth={d},rep=0" for d in (0, 50, 100)}
     assert all("Question: Where is" in o.prompt for o in outputs.values())
 
