@@ -22,6 +22,7 @@ def test_export_gives_the_gguf_model(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
     from evalsuite.models import load_model
+    from ttt_omni.smollm2 import gguf_path
 
     export = script()
     out = tmp_path / "smollm2"
@@ -29,10 +30,18 @@ def test_export_gives_the_gguf_model(tmp_path, capsys):
     loaded = load_model(f"hf:{out}")
     assert loaded.context_limit == 8192 and loaded.model.config.num_hidden_layers == 30
     ids = loaded.tokenizer("The pass key is 71432. What is the pass key? The pass key is", return_tensors="pt")
-    gguf = export.gguf_file()
+    gguf = gguf_path()
     reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     with torch.no_grad():
         assert torch.equal(loaded.model(**ids).logits, reference(**ids).logits)
     assert loaded.tokenizer.decode(ids["input_ids"][0]) == "The pass key is 71432. What is the pass key? The pass key is"
     assert export.main([str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert (out.stat().st_mode & 0o777) == (0o777 & ~_umask())  # an ordinary directory, not a private one
+
+
+def _umask() -> int:
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
