@@ -12,6 +12,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")  # the `sweep` extra
 
+from evalsuite.cli import main as evalsuite_main  # noqa: E402
 from evalsuite.store import Store  # noqa: E402
 from evalsuite.sweep.spec import SweepSpecError, load_spec  # noqa: E402
 from evalsuite.sweep.study import open_study, progress, run_worker  # noqa: E402
@@ -52,7 +53,7 @@ def write_spec(tmp_path, conversations, study="two", objective="", pruning="{pru
     return path
 
 
-def test_two_trial_sweep_lands_in_the_store(tmp_path, conversations):
+def test_two_trial_sweep_lands_in_the_store(tmp_path, conversations, capsys):
     db = tmp_path / "s.db"
     spec = write_spec(tmp_path, conversations)
     assert ttt_main(["sweep", str(spec), "--db", str(db), "--no-progress"]) == 0
@@ -71,6 +72,13 @@ def test_two_trial_sweep_lands_in_the_store(tmp_path, conversations):
     assert ttt_main(["sweep", str(spec), "--db", str(db), "--no-progress"]) == 0
     assert len(optuna.load_study(study_name="two", storage=f"sqlite:///{db}").trials) == 2
     assert len(store.runs(task="ppl_vs_length")) == 2
+    # and the report reads the study from the same database
+    png = tmp_path / "two.png"
+    assert evalsuite_main(["sweep", "report", "two", "--db", str(db), "--plot", str(png), "--format", "csv"]) == 0
+    assert evalsuite_main(["sweep", "report", "two", "--db", str(db), "--plot", str(png)]) == 0
+    assert png.stat().st_size > 0 and "ttt_type=linear" in capsys.readouterr().out
+    assert evalsuite_main(["sweep", "report", "nope", "--db", str(db)]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err
 
 
 def test_kill_9_mid_trial_then_resume_counts_every_trial_once(tmp_path, conversations):
