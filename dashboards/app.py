@@ -1,5 +1,5 @@
 """ttt-omni results dashboard: runs, ppl vs length, generation quality, ASR-WER drift, human eval, the TTT monitor
-of training runs, the curriculum gate and the leaderboards.
+of training runs, the curriculum gate, the leaderboards and hyperparameter sweeps.
 
 It reads the results store ($EVALSUITE_DB or results/evalsuite.db; `evalsuite dashboard --db URL` sets it) and
 computes no metric itself; the only thing it writes is a person's gate decision (approve / reject / override).
@@ -14,7 +14,7 @@ import streamlit as st  # noqa: E402
 
 from dashboards import data  # noqa: E402
 from evalsuite.database import database_url  # noqa: E402
-from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, runs  # noqa: E402
+from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, runs, sweeps  # noqa: E402
 
 PAGES = {
     "Runs": runs.render,
@@ -25,6 +25,7 @@ PAGES = {
     "Training monitor": monitor.render,
     "Gate": gate.render,
     "Leaderboards": leaderboards.render,
+    "Sweeps": sweeps.render,
 }
 
 st.set_page_config(page_title="ttt-omni results", layout="wide")

@@ -94,13 +94,23 @@ def open_study(spec: SweepSpec, db: str | None = None) -> optuna.Study:
     return study
 
 
+def study_names(db: str | None = None) -> list[str]:
+    """The studies in the database (none, and nothing created, when no sweep has run there)."""
+    from sqlalchemy import inspect
+
+    if not inspect(Store(db).engine).has_table("studies"):
+        return []
+    return [s.study_name for s in optuna.get_all_study_summaries(storage(db))]
+
+
 def load_study(name: str, db: str | None = None) -> tuple[optuna.Study, SweepSpec]:
     """An existing study and the spec it was made from (for reports)."""
-    store = storage(db)
-    names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+    names = study_names(db)
     if name not in names:
         raise EvalsuiteError(f"no study {name!r} in {database_url(db)}; studies there: {', '.join(names) or 'none'}")
-    study = optuna.load_study(study_name=name, storage=store)
+    study = optuna.load_study(study_name=name, storage=storage(db))
+    if SPEC_ATTR not in study.user_attrs:
+        raise EvalsuiteError(f"study {name!r} in {database_url(db)} was not made by `ttt-omni sweep` (no sweep spec)")
     return study, SweepSpec.model_validate(study.user_attrs[SPEC_ATTR])
 
 

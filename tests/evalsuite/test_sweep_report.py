@@ -72,3 +72,13 @@ def test_a_file_that_is_no_summary_is_one_line(tmp_path, capsys):
 def test_plot_marks_pruned_and_failed_trials(tmp_path):
     out = plot(rows([10, 11, 12], [9, 10, 11.5], states={("mlp", 2): "fail"}), SPEC, tmp_path / "p.png")
     assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("preset", ["ablation-ttt-type", "ablation-mini-batch", "ablation-ttt-layers",
+                                    "ablation-base-lr", "ablation-window"])
+def test_the_bundled_presets_are_valid_small_grids(preset):
+    from evalsuite.sweep.spec import load_spec
+
+    spec = load_spec(preset)  # found by name from anywhere, every setting accepted by the trainer and the model
+    assert spec.study == preset and spec.sampler == "grid" and spec.default and 2 <= len(spec.seeds) <= 3
+    assert spec.n_trials() <= 6 and spec.set["steps"] <= 200 and spec.set["context"] == 256
