@@ -45,10 +45,11 @@ def cmd_report(args) -> int:
             "default": table["default"].map({True: "yes", False: ""})})[
             ["setting", "n", "mean", "95% t interval", "seeds", "pruned", "failed", "default"]]
     emit(table, args.table_format, title=f"{spec.study}: {metric}, {spec.objective.direction}d (mean over seeds)")
-    if args.table_format == "table":
+    if args.table_format in ("table", "markdown"):
         comparison = best_vs_default(rows, spec)
         if comparison is not None:
-            print(comparison.sentence(spec.objective.metric))
+            print(("\n" if args.table_format == "markdown" else "") + comparison.sentence(spec.objective.metric))
+    if args.table_format == "table":
         if args.json:
             print(f"wrote {write_json(args.json, spec, rows)}")
         if args.plot != "none":

@@ -84,6 +84,7 @@ class Objective(Schema):
     lengths: list[str | int] | None = None  # the task's --lengths (1k, 2048, ...)
     limit: int | None = Field(default=None, ge=1)  # the task's --limit (first N documents)
     include_paths: list[str] = []
+    device: str | None = None  # where evaluations run; None: cuda when torch sees a GPU, else cpu
 
 
 class Pruning(Schema):

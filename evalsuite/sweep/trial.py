@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ttt_omni.train.trainer import Trainer
 
 from ..errors import EvalsuiteError
@@ -91,8 +93,9 @@ def evaluate(spec: SweepSpec, store: Store, checkpoint: Path, baseline: bool, nu
     if run_id is None:
         lengths = [parse_length(x, f"sweep {spec.study}: objective.lengths") for x in obj.lengths or []]
         model = f"{'hf' if baseline else 'ttt'}:{checkpoint}"
+        device = obj.device or ("cuda" if torch.cuda.is_available() else "cpu")
         run_id = run_task(obj.task, model, store=store, include_paths=obj.include_paths, limit=obj.limit,
-                          lengths=lengths or None, seed=params.get("seed", 0), progress=progress,
+                          device=device, lengths=lengths or None, seed=params.get("seed", 0), progress=progress,
                           name=f"{spec.study}/trial-{number}@{step}", extra_config={"sweep": block}).run_id
     return run_id, objective_value(store, run_id, spec)
 
