@@ -167,3 +167,25 @@ def test_a_space_field_the_trainer_does_not_have_is_refused(tmp_path, conversati
                                                                                                 "[linear, cubic]"))
     with pytest.raises(SweepSpecError, match="does not take the setting .*cubic.*expected one of"):
         load_spec(path)
+
+
+def test_two_workers_share_one_study_and_run_each_point_once(tmp_path, conversations):
+    db = tmp_path / "s.db"
+    spec_path = write_spec(tmp_path, conversations, study="pair")
+    workers = [subprocess.Popen([sys.executable, "-m", "ttt_omni.cli", "sweep", str(spec_path), "--db", str(db),
+                                 "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0]
+    assert all("2/2 trials settled" in out for out in outputs)
+    trials = optuna.load_study(study_name="pair", storage=f"sqlite:///{db}").trials
+    assert sorted(t.params["model_overrides.ttt_type"] for t in trials) == ["linear", "mlp"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    finals = [json.loads(c)["sweep"] for c in Store(db).runs(task="ppl_vs_length")["config"]]
+    assert sorted(b["trial"] for b in finals if b["step"] == 4) == [0, 1]
+
+
+def test_a_missing_spec_is_one_line(tmp_path, capsys):
+    assert ttt_main(["sweep", str(tmp_path / "nope.yaml"), "--db", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err
+    assert "sweep spec" in err and "not found" in err and "ablation-ttt-type" in err and len(err.splitlines()) == 1
