@@ -119,11 +119,14 @@ class Comparison:
     def sentence(self, metric: str) -> str:
         if self.best == self.default:
             return f"the default setting ({self.default}) has the best mean {metric}"
-        head = (f"best ({self.best}) - default ({self.default}): {self.mean_diff:+.4g} {metric} over {self.n} paired "
-                f"seed(s); 95% t interval [{self.t_low:.4g}, {self.t_high:.4g}]")
+        plural = "s" if self.n != 1 else ""
+        pairs = f"{self.n} paired seed{plural}"
+        interval = (f"95% t interval [{self.t_low:.4g}, {self.t_high:.4g}]" if self.n > 1 else
+                    "no interval from one pair")
+        head = f"best ({self.best}) - default ({self.default}): {self.mean_diff:+.4g} {metric} over {pairs}; {interval}"
         if not self.decidable:
-            return head + (f"; the sign-flip permutation test cannot decide with {self.n} pairs (it needs 6 for "
-                           "p < 0.05): more seeds are needed")
+            return head + (f"; the sign-flip permutation test cannot decide with {self.n} pair{plural} (it needs 6 "
+                           "for p < 0.05): more seeds are needed")
         return head + (f"; permutation test p = {self.p_value:.3g}, interval [{self.ci_low:.4g}, {self.ci_high:.4g}]:"
                        f" {self.verdict}")
 
