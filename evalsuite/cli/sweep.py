@@ -15,6 +15,7 @@ def register(sub, add_db) -> None:
     report.add_argument("study", nargs="?", default=None, help="study name (see the sweep spec's `study`)")
     report.add_argument("--from-json", default=None, metavar="FILE",
                         help="read a summary written by --json instead of the database")
+    report.add_argument("--trials", action="store_true", help="list the counted trials (one per point) instead")
     report.add_argument("--json", default=None, metavar="FILE", help="also write the counted trials to FILE")
     report.add_argument("--plot", default=None, metavar="PNG",
                         help="where the plot goes (default results/sweep-STUDY.png; 'none' for no plot)")
@@ -37,6 +38,10 @@ def cmd_report(args) -> int:
 
         study, spec = load_study(args.study, args.db)
         rows = trial_rows(study, spec)
+    if args.trials:
+        columns = ["trial", "state", "setting", "seed", "value", "minutes", "eval_run_id"]
+        emit(rows[[c for c in columns if c in rows.columns]], args.table_format, title=f"{spec.study}: trials")
+        return 0
     table = settings_table(rows, spec)
     metric = spec.objective.metric + (f" @ {spec.objective.bin}" if spec.objective.bin else "")
     if args.table_format == "table":

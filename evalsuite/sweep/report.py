@@ -28,8 +28,9 @@ STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 
 def trial_rows(study, spec: SweepSpec) -> pd.DataFrame:
-    """One row per counted point: number, state, value, seed, the searched fields, setting (their label), and the
-    evaluation run id; retried tries that were superseded are left out."""
+    """One row per counted point: number, state, value, seed, the searched fields, setting (their label), the
+    evaluation run id, the last intermediate step and the wall time of this try in minutes; retried tries that
+    were superseded are left out."""
     from .study import origin
 
     points: dict = {}
@@ -42,11 +43,13 @@ def trial_rows(study, spec: SweepSpec) -> pd.DataFrame:
     for tries in points.values():
         t = min(tries, key=lambda t: (STATES.index(t.state.name), -t.number))  # complete first, else the last try
         params = {name: _decoded(spec, name, t.params.get(name)) for name in spec.space}
+        took = t.datetime_complete - t.datetime_start if t.datetime_complete and t.datetime_start else None
         rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value, "seed": t.params.get("seed"),
                      **params, "setting": setting_label(params), "eval_run_id": t.user_attrs.get("eval_run_id"),
-                     "last_step": max(t.intermediate_values, default=None)})
+                     "last_step": max(t.intermediate_values, default=None),
+                     "minutes": None if took is None else round(took.total_seconds() / 60, 1)})
     return pd.DataFrame(rows).sort_values("trial", ignore_index=True) if rows else pd.DataFrame(
-        columns=["trial", "state", "value", "seed", *spec.space, "setting", "eval_run_id", "last_step"])
+        columns=["trial", "state", "value", "seed", *spec.space, "setting", "eval_run_id", "last_step", "minutes"])
 
 
 def _decoded(spec: SweepSpec, name: str, value):

@@ -59,6 +59,9 @@ def test_json_round_trip_and_cli_from_json(tmp_path, capsys):
     assert main(["sweep", "report", "--from-json", str(path), "--format", "csv"]) == 0
     csv = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
     assert list(csv["n"]) == [3, 3] and csv["mean"].iloc[0] == pytest.approx(10.1666667)
+    assert main(["sweep", "report", "--from-json", str(path), "--trials", "--format", "csv"]) == 0
+    trials = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+    assert list(trials["trial"]) == list(range(6)) and list(trials["value"]) == [10, 11, 12, 9, 10, 11.5]
 
 
 def test_a_file_that_is_no_summary_is_one_line(tmp_path, capsys):
