@@ -204,12 +204,14 @@ def plot(rows: pd.DataFrame, spec: SweepSpec, out: str | Path) -> Path:
         xs = {v: i for i, v in enumerate(values)}
         labels = done[name].map(_text)
         if spec.space[name].grid is not None:  # categorical: seeds as dots, the mean and its t interval per value
-            ax.scatter(labels.map(xs), done["value"], color="#999999", s=14, label="one seed")
+            ax.scatter(labels.map(xs) - 0.08, done["value"], color="#999999", s=14, label="one seed")
             for v, i in xs.items():
                 mean, low, high = t_interval(done[labels == v]["value"])
                 if not math.isnan(mean):
                     err = [[mean - low], [high - mean]] if not math.isnan(low) else None
-                    ax.errorbar([i], [mean], yerr=err, fmt="o", color="#0072B2", capsize=4)
+                    ax.errorbar([i + 0.08], [mean], yerr=err, fmt="o", color="#0072B2", capsize=4,
+                                label="mean, 95% t interval" if i == 0 else None)
+            ax.legend(fontsize=8)
             ax.set_xticks(range(len(values)), values)
             ax.set_xlim(-0.5, len(values) - 0.5)
         else:
