@@ -44,7 +44,7 @@ def cmd_report(args) -> int:
         return 0
     table = settings_table(rows, spec)
     metric = spec.objective.metric + (f" @ {spec.objective.bin}" if spec.objective.bin else "")
-    if args.table_format == "table":
+    if args.table_format in ("table", "markdown"):  # for people: numbers rounded, the interval in one cell
         table = table.assign(mean=table["mean"].map(_number), **{
             "95% t interval": [f"[{_number(lo)}, {_number(hi)}]" for lo, hi in zip(table["ci_low"], table["ci_high"])],
             "default": table["default"].map({True: "yes", False: ""})})[
