@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 import streamlit as st  # noqa: E402
 
 from dashboards import data  # noqa: E402
-from evalsuite.database import database_url  # noqa: E402
+from evalsuite.database import database_url, redact  # noqa: E402
+from evalsuite.errors import EvalsuiteError  # noqa: E402
 from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, runs, sweeps  # noqa: E402
 
 PAGES = {
@@ -35,7 +36,12 @@ if problem:
     st.title("ttt-omni results")
     st.info(problem)
     st.stop()
-store = data.open_store(url)
+try:
+    store = data.open_store(url)
+except EvalsuiteError as e:  # e.g. a file that is not a database: say so, with the URL's password hidden
+    st.title("ttt-omni results")
+    st.error(str(e))
+    st.stop()
 page = st.sidebar.radio("Page", list(PAGES), key="page")
-st.sidebar.caption(f"results store: {url}")
+st.sidebar.caption(f"results store: {redact(url)}")
 PAGES[page](store)

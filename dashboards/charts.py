@@ -5,6 +5,7 @@ import altair as alt
 import pandas as pd
 
 # Okabe & Ito's palette: distinguishable with every common colour-vision deficiency (and in greyscale by order).
+LENGTH_LABEL = "datum.value >= 1024 && datum.value % 1024 == 0 ? datum.value / 1024 + 'k' : datum.label"
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
 
@@ -20,9 +21,11 @@ def curve(df: pd.DataFrame, x: str, y: str, color: str, *, x_title: str, y_title
     """df: one row per point with columns x, y, color and optionally ci_low / ci_high; one colour-blind-safe colour
     per series (Okabe-Ito)."""
     scale = alt.Scale(type="log", base=2) if log_x else alt.Scale(zero=False)
+    # a log length axis is labelled at the measured lengths, as 1k, 2k, ... like the tables
+    axis = alt.Axis(values=sorted(df[x].unique().tolist()), labelExpr=LENGTH_LABEL) if log_x else alt.Axis()
     series = sorted(df[color].unique())
     colours = alt.Scale(domain=series, range=[PALETTE[i % len(PALETTE)] for i in range(len(series))])
-    base = alt.Chart(df).encode(x=alt.X(f"{x}:Q", title=x_title, scale=scale),
+    base = alt.Chart(df).encode(x=alt.X(f"{x}:Q", title=x_title, scale=scale, axis=axis),
                                 color=alt.Color(f"{color}:N", scale=colours, legend=alt.Legend(orient="bottom",
                                                                                              columns=1, labelLimit=0)))
     layers = []

@@ -81,7 +81,9 @@ class FasterWhisperASR:
 
     def transcribe(self, wav: str | os.PathLike) -> Transcript:
         samples = _load(wav)
-        segments, _ = self.model.transcribe(samples, language="en", beam_size=1, word_timestamps=True,
+        # temperature 0 only: faster-whisper's default falls back to sampling on hard segments (run-to-run noise).
+        segments, _ = self.model.transcribe(samples, language="en", beam_size=1, temperature=0.0,
+                                            word_timestamps=True,
                                             vad_filter=True, condition_on_previous_text=False)
         words = [(w.word.strip(), float(w.start)) for s in segments for w in (s.words or [])]
         return Transcript(" ".join(w for w, _ in words), words, len(samples) / 16000)

@@ -5,23 +5,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ttt_omni.resources import bundled
+
 from .errors import ModelSpecError
-from .models import TINY_CHECKPOINTS, content_hash, display_name, load_model
+from .models import TINY_CHECKPOINTS, content_hash, display_name
 
 
-def checkpoint_identity(checkpoint: str | Path) -> tuple[str, str]:
-    """(model_id, model_hash) of an HF checkpoint directory, or of a model spec (ttt:PATH, hf:PATH, tiny,
-    tiny-baseline)."""
+def checkpoint_path(checkpoint: str | Path) -> tuple[str, Path]:
+    """(kind, directory) of an HF checkpoint directory or a model spec (ttt:PATH, hf:PATH, tiny, tiny-baseline)."""
     text = str(checkpoint).strip()
     if text in TINY_CHECKPOINTS:
-        loaded = load_model(text)  # the shipped directory's hash, or the seeded random model's state hash
-        return loaded.model_id, loaded.model_hash
+        return ("ttt" if text == "tiny" else "hf"), bundled("checkpoints", TINY_CHECKPOINTS[text])
     kind, sep, rest = text.partition(":")
-    path = Path(rest if sep and kind in ("ttt", "hf") else text).expanduser()
+    spec = bool(sep) and kind in ("ttt", "hf")
+    path = Path(rest if spec else text).expanduser()
     config = path / "config.json"
     if not config.is_file():
         raise ModelSpecError(f"checkpoint {text!r}: not a Hugging Face model directory (expected {config}), "
                              "nor a model spec ttt:PATH, hf:PATH, tiny, tiny-baseline")
-    if not (sep and kind in ("ttt", "hf")):
-        kind = "ttt" if json.loads(config.read_text()).get("model_type") == "ttt_llama" else "hf"
-    return f"{kind}:{display_name(path)}", content_hash(path)
+    if not spec:
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelSpecError(f"checkpoint {text!r}: {config} is not valid JSON ({e})") from None
+        kind = "ttt" if isinstance(data, dict) and data.get("model_type") == "ttt_llama" else "hf"
+    return kind, path
+
+
+def checkpoint_identity(checkpoint: str | Path, *, verify: bool = False) -> tuple[str, str]:
+    """(model_id, model_hash) of an HF checkpoint directory, or of a model spec. `verify=True` reads every byte
+    (what a decision is bound to); otherwise a cached hash may be used (evalsuite.models.content_hash)."""
+    kind, path = checkpoint_path(checkpoint)
+    model_id = TINY_CHECKPOINTS.get(str(checkpoint).strip()) or f"{kind}:{display_name(path)}"
+    return model_id, content_hash(path, verify=verify)

@@ -2,6 +2,7 @@
 .jsonl file whose lines are objects with a "text" field)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,24 @@ class Document:
         if not text.strip():
             raise CorpusError(f"corpus document {self.key} ({self.path}) is empty")
         return text
+
+    def raw(self) -> bytes:
+        """The document's bytes as stored (the file, or its JSONL line), undecoded: what its identity is made of."""
+        try:
+            if self.line is None:
+                return self.path.read_bytes()
+            return self.path.read_text(encoding="utf-8").splitlines()[self.line - 1].encode()  # as user_corpus split it
+        except (OSError, UnicodeDecodeError) as e:
+            raise CorpusError(f"corpus document {self.path} is unreadable ({e}); expected UTF-8 text") from None
+
+
+def corpus_hash(docs: list[Document]) -> str:
+    """sha256 (16 hex) over the documents' keys and bytes, in key order: the same documents give the same hash
+    wherever they lie (a copy of the eval books is the eval books), any other set or content another."""
+    h = hashlib.sha256()
+    for doc in sorted(docs, key=lambda d: d.key):
+        h.update(doc.key.encode() + b"\0" + hashlib.sha256(doc.raw()).digest())
+    return h.hexdigest()[:16]
 
 
 def bundled_books(split: str = "eval") -> list[Document]:

@@ -2,7 +2,10 @@
 
 Own MetaData (table `gate_decisions`, created if missing) on the store's engine, so SQLite gets the store's WAL mode
 and BEGIN IMMEDIATE. Records are only ever added: the history is the audit trail, and the latest record for a
-(checkpoint hash, stage) is the decision in force.
+(checkpoint hash, stage) is the decision in force. `verified_at` is set when the decision was made on the checkpoint's
+files, their content hash computed from every byte at that moment (`evalsuite gate`, a forced promotion); a decision
+made on stored evidence alone (the dashboard, when the files are not at hand) leaves it NULL. Promotion itself always
+verifies the hash of what it promotes.
 
 outcome   pass | fail | incomplete   written by `evalsuite gate` from the rules (incomplete: nothing failed but some
                                      required evidence is missing, "not evaluated")
@@ -39,6 +42,7 @@ decisions_table = Table(
     Column("reason", Text, nullable=False),
     Column("rules", Text, nullable=False),  # JSON: each rule's evaluation at decision time
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("verified_at", DateTime(timezone=True)),  # the hash was read from the checkpoint's files then
 )
 
 
@@ -53,8 +57,9 @@ def _store(store: Store | str | None) -> Store:
 
 
 def record(store: Store | str | None, *, model_hash: str, checkpoint: str, stage: int, curriculum: str,
-           outcome: str, decided_by: str, reason: str, rules: list[dict]) -> int:
-    """Append a decision; returns its id."""
+           outcome: str, decided_by: str, reason: str, rules: list[dict], verified: bool = False) -> int:
+    """Append a decision; returns its id. `verified`: model_hash was just computed from every byte of the
+    checkpoint's files."""
     if outcome not in OUTCOMES:
         raise DecisionError(f"decision outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
     if outcome in HUMAN and not (decided_by.strip() and reason.strip()):
@@ -62,7 +67,8 @@ def record(store: Store | str | None, *, model_hash: str, checkpoint: str, stage
     store = _store(store)
     row = dict(model_hash=model_hash, checkpoint=str(checkpoint), stage=int(stage), curriculum=str(curriculum),
                outcome=outcome, decided_by=decided_by.strip(), reason=reason.strip(),
-               rules=json.dumps(rules, sort_keys=True, default=str), created_at=datetime.now(timezone.utc))
+               rules=json.dumps(rules, sort_keys=True, default=str), created_at=datetime.now(timezone.utc),
+               verified_at=datetime.now(timezone.utc) if verified else None)
 
     def txn():
         with store.engine.begin() as c:

@@ -18,21 +18,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import yaml
+from pydantic import Field
 
 from ttt_omni.atomic import write_text
 from ttt_omni.resources import bundled
+from ttt_omni.schema import Schema, validate
 
 from .errors import EvalsuiteError
 from .store import Store
 
-KEYS = {"name", "title", "description", "task", "metrics", "bins", "digits", "sort_by", "descending"}
-
 
 class LeaderboardError(EvalsuiteError, ValueError):
     """A leaderboard definition that cannot be used."""
+
+
+class BoardSchema(Schema):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]  # a file-name-safe word
+    title: str
+    task: str
+    metrics: list[str] | str
+    description: str = ""
+    bins: list[str] | None = None
+    digits: Annotated[int, Field(ge=0, le=12)] = 3
+    sort_by: str | None = None
+    descending: bool = False
 
 
 @dataclass
@@ -64,20 +77,10 @@ def load_definition(path: Path) -> Board:
         raise LeaderboardError(f"{path}: malformed YAML: {e}") from None
     if not isinstance(data, dict):
         raise LeaderboardError(f"{path}: expected a mapping with name, title, task, metrics")
-    unknown = sorted(set(data) - KEYS)
-    if unknown:
-        raise LeaderboardError(f"{path}: unknown key(s) {unknown}; expected {sorted(KEYS)}")
-    missing = [k for k in ("name", "title", "task", "metrics") if k not in data]
-    if missing:
-        raise LeaderboardError(f"{path}: missing {missing}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(data["name"])):
-        raise LeaderboardError(f"{path}: name {data['name']!r} must be a file-name-safe word (letters, digits, _.-)")
-    metrics = data["metrics"] if isinstance(data["metrics"], list) else [data["metrics"]]
-    return Board(name=str(data["name"]), title=str(data["title"]), task=str(data["task"]),
-                 metrics=[str(m) for m in metrics], description=str(data.get("description", "")),
-                 bins=[str(b) for b in data["bins"]] if data.get("bins") else None,
-                 digits=int(data.get("digits", 3)), sort_by=data.get("sort_by"),
-                 descending=bool(data.get("descending", False)), source=str(path))
+    b = validate(BoardSchema, data, str(path), LeaderboardError)
+    return Board(name=b.name, title=b.title, task=b.task, metrics=b.metrics if isinstance(b.metrics, list) else
+                 [b.metrics], description=b.description, bins=b.bins or None, digits=b.digits, sort_by=b.sort_by,
+                 descending=b.descending, source=str(path))
 
 
 def bin_key(b: str):

@@ -13,15 +13,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError, safe_open
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoTokenizer
 
 import ttt_omni.models  # noqa: F401  (registers model_type "ttt_llama" with the Auto classes)
 from ttt_omni.atomic import write_text
+from ttt_omni.checkpoint_files import checkpoint_files, weight_files
+from ttt_omni.checkpoint_files import content_hash as files_hash
 from ttt_omni.resources import bundled
 
 from .errors import ModelSpecError, NonFiniteModelError
@@ -71,9 +76,11 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
 
 
 def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
-    if not (path / "config.json").is_file():
-        raise ModelSpecError(f"{kind}:{path}: not a Hugging Face model directory (expected {path / 'config.json'})")
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+    check_checkpoint(kind, path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, StrictDataclassError, SafetensorError) as e:
+        raise ModelSpecError(f"{kind}:{path}: cannot be loaded ({' '.join(str(e).split())[:300]})") from None
     if kind == "ttt" and model.config.model_type != "ttt_llama":
         raise ModelSpecError(f"ttt:{path}: model_type is {model.config.model_type!r}, expected 'ttt_llama' "
                              f"(use hf:{path} for a plain HF model)")
@@ -129,6 +136,40 @@ def display_name(path: Path) -> str:
     return f"{parent.name}/{path.name}"
 
 
+def check_checkpoint(kind: str, path: Path) -> None:
+    """A checkpoint directory that transformers could load, checked first so that a broken one is one line naming
+    the file: config.json is a JSON object whose model_type an installed model class provides; every safetensors
+    weight file opens (header intact, data not truncated)."""
+    where = f"{kind}:{path}"
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelSpecError(f"{where}: not a Hugging Face model directory (expected {config})")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelSpecError(f"{where}: {config} is not valid JSON ({e}); expected the model's Hugging Face "
+                             "config") from None
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if not isinstance(model_type, str):
+        raise ModelSpecError(f"{where}: {config} has no model_type; expected a Hugging Face config object with "
+                             "model_type ('ttt_llama', 'llama', ...)")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelSpecError(f"{where}: {config} names model_type {model_type!r}, which no installed model class "
+                             "provides; expected 'ttt_llama' (a TTT-Llama checkpoint) or a transformers model type "
+                             "such as 'llama' (the config is damaged, or the checkpoint is not a causal LM)")
+    try:
+        files = weight_files(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ModelSpecError(f"{where}: {e}") from None
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise ModelSpecError(f"{where}: {file.name} is not a readable safetensors file ({e}); the checkpoint is "
+                                 "corrupt, truncated or empty: copy or save it again") from None
+
+
 def guard_finite(model: torch.nn.Module, where: str) -> None:
     """Refuses weights that hold NaN/Inf, and makes every later forward refuse NaN/Inf logits (a hook on the output
     layer), so a corrupt or diverged model fails its run with the reason instead of storing NaN metrics."""
@@ -148,9 +189,6 @@ def guard_finite(model: torch.nn.Module, where: str) -> None:
 def _external_encoder(path: Path, config) -> Path | None:
     """The Whisper file or directory the checkpoint's config names, when its weights are not in the checkpoint
     itself and it lies outside the directory (else None: the directory hash covers it)."""
-    from safetensors import safe_open
-
-    from ttt_omni.checkpoint_files import weight_files
     from ttt_omni.speech.omni_checkpoint import ENCODER_PREFIX, resolve_encoder_path
 
     for file in weight_files(path):
@@ -168,23 +206,29 @@ def _context_limit(model) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def content_hash(path: Path) -> str:
-    """sha256 over the names (relative to `path`, or the name of a single file) and contents of a model directory's
-    files or of one file (first 16 hex digits). Cached in cache_dir() by (path, size, mtime) so that large
-    checkpoints are read once."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    base = path.parent if path.is_file() else path
-    stamp = hashlib.sha256(repr([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-                           .encode()).hexdigest()
-    memo = cache_dir() / "hashes" / stamp
-    if memo.is_file():
+def content_hash(path: Path, *, verify: bool = False) -> str:
+    """The checkpoint's content hash (ttt_omni.checkpoint_files.content_hash: every byte of every file).
+
+    To spare evaluations of large checkpoints a second read, it is cached in cache_dir()/hashes by each file's path,
+    size, modification and change times, inode and device: copying a file over, or rewriting it and setting its
+    mtime back (`touch -m -r`), changes the change time and so misses the cache. A cache may speed up an
+    evaluation, never a decision: `verify=True` (the gate, promotion) ignores the cache and reads every byte (and
+    refreshes the cache entry)."""
+    path = Path(path)
+    memo = cache_dir() / "hashes" / _stamp(path)
+    if not verify and memo.is_file():
         return memo.read_text().strip()
-    h = hashlib.sha256()
-    for p in files:
-        h.update(str(p.relative_to(base)).encode() + b"\0")
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    digest = h.hexdigest()[:16]
-    write_text(memo, digest)
+    digest = files_hash(path)
+    try:
+        write_text(memo, digest)
+    except OSError:  # an unwritable cache only costs the next evaluation a re-read
+        pass
     return digest
+
+
+def _stamp(path: Path) -> str:
+    stats = []
+    for p in checkpoint_files(path):
+        st = p.stat()
+        stats.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return hashlib.sha256(repr(stats).encode()).hexdigest()

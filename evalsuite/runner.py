@@ -2,14 +2,16 @@
 
 Each process runs the units whose index i satisfies i % world_size == rank (rank and world size come from the
 arguments or from RANK / WORLD_SIZE as set by torchrun and accelerate launch) and skips units already in the store,
-so a killed run resumes where it stopped and shards may be re-run with any world size. The process that stores the
-last unit aggregates the samples into metric rows and marks the run finished.
+so a killed run resumes where it stopped and shards may be re-run with any world size. Once every unit is stored,
+one process (under the store's finalize lease) aggregates the samples into metric rows and marks the run finished;
+another that finds it being finalized waits for it. Each run records what it read (TaskKind.data_identity).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,9 +22,9 @@ from ttt_omni.ops.validate import NonFiniteError
 
 from .corpus import user_corpus
 from .environment import code_version, describe, differences, environment
-from .errors import CorpusError, EvalsuiteError, NonFiniteModelError
+from .errors import CorpusError, EvalsuiteError, NonFiniteModelError, TaskSpecError
 from .models import LoadedModel, load_model
-from .registry import KINDS, Registry, TaskSpec, validate_spec
+from .registry import KINDS, Registry, TaskSpec, parse_length, validate_spec
 from .store import Store
 
 
@@ -42,6 +44,11 @@ class RunResult:
 
 def shard_from_env() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _say_waiting(run: dict) -> None:
+    print(f"run {run['id']}: every unit is stored and another process ({run['finalizer']}) is writing its metrics; "
+          "waiting for it", file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:
@@ -64,10 +71,15 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     world_size = env_world if world_size is None else world_size
     if not 0 <= rank < world_size:
         raise EvalsuiteError(f"shard rank {rank} is not in [0, world size {world_size})")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise EvalsuiteError(f"limit {limit!r}: expected a positive number of units (documents, prompts), or none")
     registry = Registry(include_paths)
     spec = task if isinstance(task, TaskSpec) else registry.get(task)
-    if lengths:
-        spec = dataclasses.replace(spec, lengths=sorted(set(lengths)), source=f"{spec.source} (--lengths)")
+    if lengths is not None:
+        if not lengths:
+            raise TaskSpecError(f"{spec.name}: lengths: expected at least one length (e.g. [1024, 8192]), got none")
+        lengths = [parse_length(x, f"{spec.name}: lengths") for x in lengths]
+        spec = dataclasses.replace(spec, lengths=sorted(set(lengths)), source=f"{spec.source} (lengths {lengths})")
         validate_spec(spec)
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
@@ -84,12 +96,13 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     units = kind.units()
     if not units:
         raise CorpusError(f"task {spec.name}: no units of work (empty corpus or a limit of 0)")
-    config, env = {**kind.config(), **(extra_config or {})}, environment(loaded.model)
+    config, env, data = {**kind.config(), **(extra_config or {})}, environment(loaded.model), kind.data_identity(units)
     model_id, model_hash = kind.subject() or (loaded.model_id, loaded.model_hash)
     identity = dict(task=spec.name, task_version=spec.version, model_hash=model_hash, config=config, seed=seed)
     run_id = store.start_run(**identity, task_kind=spec.kind, model_id=model_id,
                              model_spec=loaded.spec if model_id == loaded.model_id else model_id,
-                             n_units=len(units), code_version=code_version(), environment=env, resume=resume)
+                             n_units=len(units), code_version=code_version(), environment=env, data=data,
+                             resume=resume)
     # An interrupted run under other code, libraries or device is not continued: its documents were scored differently.
     not_resumed = {r["id"]: describe(differences({"then": r["environment"], "now": env}))
                    for r in store.unfinished_runs(**identity) if r["id"] != run_id} if resume else {}
@@ -100,8 +113,7 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     try:
         for unit in tqdm(mine, desc=desc, unit="unit", disable=not progress):
             store.add_unit(run_id, unit.key, kind.run_unit(unit), shard=rank)
-        if store.claim_finalize(run_id):
-            store.complete_run(run_id, kind.aggregate(store.samples(run_id)))
+        store.finalize(run_id, lambda: kind.aggregate(store.samples(run_id)), on_wait=_say_waiting)
     except NonFiniteError as e:  # NaN/Inf met in a TTT layer: the model's fault, reported like bad input
         store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
         raise NonFiniteModelError(f"{loaded.spec}: {e}") from None

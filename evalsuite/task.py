@@ -5,8 +5,14 @@ params) and the Python kind that runs it (a `TaskKind` subclass registered by na
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import create_model
+
+from ttt_omni.schema import Number, PositiveInt, PositiveNumber, Schema, validate
+
+from .corpus import Document, corpus_hash
 from .errors import TaskSpecError
 
 if TYPE_CHECKING:
@@ -66,6 +72,25 @@ class TaskKind:
         return {"dataset": self.spec.dataset, "lengths": self.spec.lengths, "params": self.spec.params,
                 "limit": self.limit, "corpus": self.corpus, "device": self.device}
 
+    def data_identity(self, units: list[Unit]) -> dict:
+        """What the run reads (recorded with it, so that a gate rule can say which evidence counts): "source"
+        (`books:SPLIT` or `corpus:PATH`), "documents" (how many the units read) and "hash" (evalsuite.corpus.
+        corpus_hash of those documents; None when the units read no documents). Found from the units' payloads: a
+        Document, or a tuple holding Documents."""
+        docs: dict[str, Document] = {}
+        for unit in units:
+            for part in unit.payload if isinstance(unit.payload, tuple) else (unit.payload,):
+                if isinstance(part, Document):
+                    docs[part.key] = part
+        path = self.corpus or self.spec.dataset.get("path")
+        if path:
+            source = f"corpus:{Path(path).expanduser().resolve()}"
+        elif docs and self.spec.dataset.get("source", "books") == "books":
+            source = f"books:{self.spec.dataset.get('split', 'eval')}"
+        else:
+            source = None
+        return {"source": source, "documents": len(docs), "hash": corpus_hash(list(docs.values())) if docs else None}
+
     def subject(self) -> tuple[str, str] | None:
         """(id, hash) of what this run measures when that is not the model: a run that never uses the model (e.g.
         espeak-ng reading corpus passages, the reference of asr_wer) is stored under that system instead."""
@@ -104,8 +129,11 @@ def register_kind(name: str):
     return deco
 
 
+MAX_LENGTH = 1 << 27  # 128Mi tokens: far beyond any context this project evaluates; larger is a typo
+
+
 def parse_length(value: Any, where: str) -> int:
-    """`8192`, `"8k"` (= 8192) or `"60k"` (= 61440) -> a number of tokens."""
+    """`8192`, `"8k"` (= 8192) or `"60k"` (= 61440) -> a number of tokens, 1..MAX_LENGTH."""
     if isinstance(value, bool):
         raise TaskSpecError(f"{where}: length {value!r} is not a number of tokens (e.g. 8192 or '8k')")
     if isinstance(value, int):
@@ -117,12 +145,62 @@ def parse_length(value: Any, where: str) -> int:
         raise TaskSpecError(f"{where}: length {value!r} is not a number of tokens (e.g. 8192 or '8k')")
     if n < 1:
         raise TaskSpecError(f"{where}: length {value!r} must be at least 1 token")
+    if n > MAX_LENGTH:
+        raise TaskSpecError(f"{where}: length {value!r} is {n} tokens; expected at most {MAX_LENGTH} "
+                            f"({MAX_LENGTH // 1024}k)")
     return n
 
 
-_REQUIRED = {"name": str, "version": (str, int, float), "kind": str}
-_OPTIONAL = {"description": str, "dataset": dict, "lengths": list, "metrics": list, "thresholds": dict,
-             "params": dict}
+class Threshold(Schema):
+    min: Number | None = None
+    max: Number | None = None
+
+
+class SpecSchema(Schema):
+    """A task YAML. `dataset` and `params` are the kind's to check (TaskKind.validate, e.g. with `check_section`)."""
+
+    name: str
+    version: str | int | float
+    kind: str
+    description: str | None = None
+    dataset: dict[str, Any] | None = None
+    lengths: list[int | str] | None = None
+    metrics: list[str] | None = None
+    thresholds: dict[str, Threshold] | None = None
+    params: dict[str, Any] | None = None
+
+
+class CorpusDataset(Schema):
+    """`dataset:` of the kinds that read documents: the bundled books of a split, or a corpus at `path`."""
+
+    source: str = "books"
+    split: Literal["train", "eval"] = "eval"
+    path: str | None = None
+
+
+def params_schema(defaults: dict, choices: dict[str, tuple] | None = None) -> type[Schema]:
+    """A `params:` schema from the defaults: a bool stays a bool, an int is a positive integer, a float a positive
+    number, a string a string or one of `choices[key]`."""
+    fields = {}
+    for key, default in defaults.items():
+        if choices and key in choices:
+            typ = Literal[tuple(choices[key])]
+        elif isinstance(default, bool):
+            typ = bool
+        elif isinstance(default, int):
+            typ = PositiveInt
+        elif isinstance(default, float):
+            typ = PositiveNumber
+        else:
+            typ = type(default)
+        fields[key] = (typ, default)
+    return create_model("Params", __base__=Schema, **fields)
+
+
+def check_section(spec: TaskSpec, section: str, schema: type[Schema]) -> Schema:
+    """The spec's `dataset` or `params` mapping checked against a kind's schema (types, ranges, unknown keys),
+    with the uniform message: `SOURCE: SECTION.FIELD: expected ..., got VALUE`."""
+    return validate(schema, getattr(spec, section), spec.source, TaskSpecError, section)
 
 
 def spec_from_dict(data: Any, source: str) -> TaskSpec:
@@ -130,32 +208,22 @@ def spec_from_dict(data: Any, source: str) -> TaskSpec:
     if not isinstance(data, dict):
         raise TaskSpecError(f"{source}: a task spec must be a YAML mapping with name, version, kind; got "
                             f"{type(data).__name__}")
-    for key, typ in _REQUIRED.items():
-        if key not in data:
-            raise TaskSpecError(f"{source}: missing required field {key!r} (a task spec needs name, version, kind)")
-        if not isinstance(data[key], typ):
-            raise TaskSpecError(f"{source}: field {key!r} must be a {_type_names(typ)}, got {data[key]!r}")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
-    if unknown:
-        raise TaskSpecError(f"{source}: unknown field(s) {unknown}; expected {sorted({**_REQUIRED, **_OPTIONAL})}")
-    for key, typ in _OPTIONAL.items():
-        if key in data and data[key] is not None and not isinstance(data[key], typ):
-            raise TaskSpecError(f"{source}: field {key!r} must be a {_type_names(typ)}, got {data[key]!r}")
+    checked = validate(SpecSchema, data, source, TaskSpecError)
+    if not checked.name.strip():
+        raise TaskSpecError(f"{source}: name: expected a non-empty task name")
+    thresholds = {m: {k: v for k, v in t.model_dump().items() if v is not None}
+                  for m, t in (checked.thresholds or {}).items()}
+    for metric, rule in thresholds.items():
+        if not rule:
+            raise TaskSpecError(f"{source}: thresholds.{metric}: expected a mapping like {{max: 10}} or {{min: 0.5}}")
     spec = TaskSpec(
-        name=data["name"], version=str(data["version"]), kind=data["kind"],
-        description=data.get("description") or "", dataset=data.get("dataset") or {},
-        lengths=[parse_length(v, f"{source}: lengths") for v in data.get("lengths") or []],
-        metrics=[str(m) for m in data.get("metrics") or []], thresholds=data.get("thresholds") or {},
-        params=data.get("params") or {}, source=source)
+        name=checked.name, version=str(checked.version), kind=checked.kind, description=checked.description or "",
+        dataset=checked.dataset or {}, lengths=[parse_length(v, f"{source}: lengths") for v in checked.lengths or []],
+        metrics=list(checked.metrics or []), thresholds=thresholds, params=checked.params or {}, source=source)
     if spec.lengths != sorted(set(spec.lengths)):
         raise TaskSpecError(f"{source}: lengths must be strictly increasing, got {spec.lengths}")
     validate_spec(spec)
     return spec
-
-
-def _type_names(typ) -> str:
-    types = typ if isinstance(typ, tuple) else (typ,)
-    return " or ".join({"str": "string", "dict": "mapping", "list": "list"}.get(t.__name__, t.__name__) for t in types)
 
 
 def validate_spec(spec: TaskSpec) -> None:
@@ -168,11 +236,7 @@ def validate_spec(spec: TaskSpec) -> None:
         if bad:
             raise TaskSpecError(f"{spec.source}: unknown metric(s) {bad} for kind {spec.kind!r}; "
                                 f"expected some of {sorted(kind.metrics)}")
-    for metric, rule in spec.thresholds.items():
+    for metric in spec.thresholds:
         if metric not in spec.metrics:
             raise TaskSpecError(f"{spec.source}: threshold on {metric!r}, which is not in metrics {spec.metrics}")
-        if not (isinstance(rule, dict) and rule and set(rule) <= {"min", "max"}
-                and all(isinstance(v, (int, float)) for v in rule.values())):
-            raise TaskSpecError(f"{spec.source}: threshold for {metric!r} must be a mapping like "
-                                f"{{max: 10}} or {{min: 0.5}}, got {rule!r}")
     kind.validate(spec)

@@ -43,7 +43,8 @@ def espeak(text: str, path: str | os.PathLike, voice: str = "en-us", words_per_m
                              input=text, text=True, capture_output=True)
         if run.returncode != 0:
             raise TTSError(f"espeak-ng failed for voice {voice!r}: {run.stderr.strip() or run.returncode}")
-        run = subprocess.run([sox, str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(out)],
+        # -D: no dither, which sox draws at random: the same text must give the same file (and the same WER).
+        run = subprocess.run([sox, "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(out)],
                              capture_output=True, text=True)
         if run.returncode != 0:
             raise TTSError(f"sox could not convert espeak-ng's output: {run.stderr.strip()}")

@@ -1,10 +1,17 @@
 """Gate rules on hand-made store contents: pass, fail, missing evidence, optional human data, CI bounds, human
-approval and forced decisions; bad rules name the file, stage and rule."""
+approval and forced decisions; what evidence a rule accepts (task version, data, n, lengths) and the probe of a
+one-document custom corpus that turned a fail into a pass; bad rules name the file, stage, rule and field."""
+import json
+
 import pytest
 
 from evalsuite import gate, gate_db
 from evalsuite.cli import main as evalsuite
+from evalsuite.corpus import bundled_books, corpus_hash, user_corpus
 from evalsuite.store import Store
+
+EVAL_BOOKS = {"source": "books:eval", "documents": 5, "hash": corpus_hash(bundled_books("eval"))}
+VERSIONS = {"ppl_vs_length": "1.0", "degeneration": "1.0"}  # the registered task specs' versions
 
 HASH = "c0ffee0000000001"
 CURRICULUM = """
@@ -37,10 +44,12 @@ def setup(tmp_path):
 
 
 def add_run(store, task, rows, model_hash=HASH, model_id="ttt:ckpt", config=None, status="finished",
-            environment=None):
-    run_id = store.start_run(task=task, task_version="1", task_kind=task, model_id=model_id, model_hash=model_hash,
-                             model_spec=model_id, config=config or {"i": len(store.runs())}, seed=0, n_units=0,
-                             code_version="test", environment=environment, resume=False)
+            environment=None, data=EVAL_BOOKS, version=None):
+    """A run as the runner stores it: by default on the task's own dataset (the eval books) at its version."""
+    run_id = store.start_run(task=task, task_version=version or VERSIONS.get(task, "1"), task_kind=task,
+                             model_id=model_id, model_hash=model_hash, model_spec=model_id,
+                             config=config or {"i": len(store.runs())}, seed=0, n_units=0, code_version="test",
+                             environment=environment, data=data if task in VERSIONS else None, resume=False)
     store.add_metrics(run_id, rows)
     store.finish_run(run_id, status)
     return run_id
@@ -102,14 +111,18 @@ def test_evidence_from_different_environments_is_noted_in_the_decision(tmp_path)
     assert "5.23.0 (run 4)" in gate_db.latest(store, HASH, 1)["reason"]
 
 
-def test_human_preference_links_through_the_rated_run(setup):
+def test_human_preference_counts_for_the_checkpoint_its_key_binds(setup):
+    from evalsuite.humaneval.results import write_rows
+
     store, cfg = setup
     add_run(store, "ppl_vs_length", [dict(name="degradation_pct", bin="length=256", value=5.0)])
     add_run(store, "train_monitor", [dict(name="nonfinite_values", value=0), dict(name="W1_maxabs", value=1.0)])
-    add_run(store, "degeneration", [], model_id="ttt:ckpt")  # the outputs the raters saw
-    add_run(store, "human_pref", [dict(name="win_rate", bin="ttt:ckpt vs base", value=0.4, ci_low=0.3, ci_high=0.5,
-                                       n=40)], model_hash="synthetic", config={"task": "degeneration",
-                                                                               "systems": ["ttt:ckpt", "base"]})
+    rows = [dict(name="win_rate", bin="ttt vs base", value=0.4, ci_low=0.3, ci_high=0.5, n=40)]
+    unbound = {"bundle_id": "b0", "task": "degeneration", "systems": ["ttt", "base"]}
+    write_rows(store.url, unbound, rows)  # outputs from JSONL without --checkpoints: no checkpoint's evidence
+    assert by_name(gate.evaluate(store, HASH, cfg, 1))["human"].status == "not evaluated"
+    write_rows(store.url, {**unbound, "bundle_id": "b1", "checkpoints": {"ttt": HASH, "base": "b" * 16}}, rows)
+    add_run(store, "degeneration", [], model_id="ttt:ckpt")  # a later run names the checkpoint otherwise
     result = gate.evaluate(store, HASH, cfg, 1)
     assert by_name(result)["human"].status == "fail" and result.outcome == "fail"
     # the same system name with other weights: that preference is not this checkpoint's evidence
@@ -136,17 +149,20 @@ def test_decisions_human_approval_and_forced(setup):
 
 
 @pytest.mark.parametrize("rule, message", [
-    ("{task: t, metric: m, op: '~', threshold: 1}", "op '~' is not one of"),
-    ("{task: t, metric: m, op: '<'}", "`threshold` is required"),
-    ("{task: t, metric: m, op: '<', threshold: 1, colour: red}", "unknown key(s) ['colour']"),
-    ("{task: t, metric: m, op: '<', threshold: one}", "threshold must be a number"),
+    ("{task: t, metric: m, op: '~', threshold: 1}", "op: expected one of '<', '<=', '>', '>=' or '==', got '~'"),
+    ("{task: t, metric: m, op: '<'}", "threshold: required"),
+    ("{task: t, metric: m, op: '<', threshold: 1, colour: red}", "colour: unknown key; expected one of name, task"),
+    ("{task: t, metric: m, op: '<', threshold: one}", "threshold: expected a number, got 'one'"),
+    ("{task: t, metric: m, op: '<', threshold: 1, optional: 'yes'}", "optional: expected true or false, got 'yes'"),
+    ("{task: t, metric: m, op: '<', threshold: 1, min_n: 0}", "min_n: expected a number >= 1, got 0"),
+    ("{task: t, metric: m, op: '<', threshold: 1, lengths: [1k, 99999999999999999999k]}", "expected at most"),
 ])
 def test_bad_rules_are_named(tmp_path, rule, message):
     path = tmp_path / "c.yaml"
     path.write_text(f"output_dir: x\nstages:\n  - stage: 1\n    gate:\n      rules:\n        - {rule}\n")
     with pytest.raises(gate.GateError, match="stage 1, rule 1") as e:
         gate.stage_rules(path, 1)
-    assert message in str(e.value)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
@@ -170,3 +186,95 @@ def test_shipped_rules_name_metrics_their_tasks_produce(curriculum):
             spec_file = root / "tasks" / f"{rule.task}.yaml"
             if spec_file.is_file():  # train_monitor and human_pref rows come from the trainer and the raters
                 assert rule.metric in yaml.safe_load(spec_file.read_text())["metrics"], (curriculum, stage, rule)
+
+
+def _one_rule(tmp_path, rule: str, context: int = 128):
+    path = tmp_path / "one.yaml"
+    path.write_text(f"output_dir: x\nstages:\n  - stage: 1\n    context: {context}\n    gate:\n      rules:\n"
+                    f"        - {rule}\n")
+    return path
+
+
+def test_a_one_document_custom_corpus_does_not_turn_a_fail_into_a_pass(tmp_path, capsys):
+    """The probe: the tiny model fails `degradation < X` on the eval books; a later run on a corpus of one document
+    ('the cat sat on the mat.' x 400) would pass it. The rule's evidence is the task's own dataset: the custom run is
+    named and refused, and the decision stays a fail."""
+    from evalsuite.checkpoint_id import checkpoint_identity
+    from evalsuite.runner import run_task
+
+    store = Store(tmp_path / "r.db")
+    books = run_task("ppl_vs_length", "tiny", store=store, lengths=[64, 128], progress=False).run_id
+    cat = tmp_path / "cat.txt"
+    cat.write_text("the cat sat on the mat. " * 400)
+    custom = run_task("ppl_vs_length", "tiny", store=store, corpus=str(cat), lengths=[64, 128], progress=False).run_id
+
+    def degradation(run_id):
+        return store.metrics(run_id=run_id, name="degradation_pct", bin="length=128")["value"].iloc[0]
+    threshold = round(degradation(books) - 1, 2)
+    assert degradation(custom) < threshold  # the custom corpus passes where the books fail
+    rule = ("{name: degradation, task: ppl_vs_length, metric: degradation_pct, bin: 'length={context}', op: '<', "
+            f"threshold: {threshold}")
+    _, model_hash = checkpoint_identity("tiny")
+    result = gate.evaluate(store, model_hash, _one_rule(tmp_path, rule + ", min_n: 5, lengths: [64, '{context}']}"), 1)
+    r = result.rules[0]
+    assert result.outcome == "fail" and r.run_id == books
+    assert r.evidence["data"].startswith("books:eval (5 documents") and r.evidence["lengths"] == [64, 128]
+    assert r.accepts == {"task_version": "1.0", "data": f"books:eval (hash {EVAL_BOOKS['hash']})", "min_n": 5,
+                         "lengths": [64, 128]}
+    assert f"run {custom}: data corpus:{cat} (1 document, hash" in r.detail
+    # what the gate did before rules said which evidence counts: the newest run, whatever it read
+    assert gate.evaluate(store, model_hash, _one_rule(tmp_path, rule + ", data: any}"), 1).outcome == "pass"
+    # the command line shows the evidence used and what the rule accepts, and records them with the decision
+    cfg = _one_rule(tmp_path, rule + "}")
+    assert evalsuite(["gate", "--checkpoint", "tiny", "--stage", "1", "--config", str(cfg), "--db",
+                      str(tmp_path / "r.db")]) == 1
+    out = capsys.readouterr().out
+    assert f"run {books}: ppl_vs_length v1.0.degradation_pct" in out and "books:eval (5 documents" in out
+    assert "accepts: v1.0, data books:eval" in out and f"(hash {model_hash}, verified)" in out
+    decision = gate_db.latest(str(tmp_path / "r.db"), model_hash, 1)
+    assert decision["outcome"] == "fail" and decision["verified_at"] is not None
+    assert '"data": "books:eval (5 documents' in decision["rules"]
+    assert evalsuite(["gate", "--checkpoint", "tiny", "--stage", "1", "--config", str(cfg), "--db",
+                      str(tmp_path / "r.db"), "--format", "json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)  # for programs: the plain fields, the messages on stderr
+    assert (row["result"], row["run_id"], row["metric"]) == ("fail", books, "degradation_pct")
+    assert row["threshold"].startswith("value < ") and row["value"] > float(row["threshold"][8:])
+
+
+def test_what_a_rule_accepts_as_evidence(tmp_path):
+    store = Store(tmp_path / "r.db")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("some text " * 50)
+    mine = {"source": f"corpus:{corpus}", "documents": 1, "hash": corpus_hash(user_corpus(corpus))}
+    row = [dict(name="ppl", bin="length=64", value=10.0, n=5)]
+    lengths = {"lengths": [64, 128]}
+
+    def rule(extra=""):
+        path = _one_rule(tmp_path, f"{{name: r, task: ppl_vs_length, metric: ppl, bin: 'length=64', op: '<', "
+                                   f"threshold: 20{extra}}}")
+        return gate.evaluate(store, HASH, path, 1).rules[0]
+
+    old = add_run(store, "ppl_vs_length", row, version="0.9", config=lengths)
+    assert rule().status == "not evaluated" and "task version 0.9, expected 1.0" in rule().detail
+    assert rule(", task_version: any").run_id == old and rule(", task_version: '0.9'").status == "pass"
+    other = add_run(store, "ppl_vs_length", row, data=mine, config=lengths)
+    assert rule().status == "not evaluated"  # by default only the task's own dataset counts
+    assert f"run {other}: data corpus:{corpus} (1 document" in rule().detail
+    assert rule(f", data: {corpus}").run_id == other and rule(f", data: 'sha256:{mine['hash']}'").run_id == other
+    assert rule(", data: any").run_id == other
+    books = add_run(store, "ppl_vs_length", [dict(name="ppl", bin="length=64", value=10.0, n=3)], config=lengths)
+    assert rule().run_id == books and rule(", data: books:eval").run_id == books
+    assert rule(", min_n: 4").status == "not evaluated" and "n=3, expected at least 4" in rule(", min_n: 4").detail
+    assert rule(", lengths: [64, '{context}']").run_id == books
+    refused = rule(", lengths: [32, 128]")
+    assert refused.status == "not evaluated" and "lengths [64, 128], expected [32, 128]" in refused.detail
+    # a task that is not registered here: its dataset is unknown, so the rule must say which data counts
+    add_run(store, "mytask", [dict(name="m", value=0.5)], data=EVAL_BOOKS)
+    r = gate.evaluate(store, HASH, _one_rule(tmp_path, "{task: mytask, metric: m, op: '<', threshold: 1}"), 1).rules[0]
+    assert r.status == "not evaluated" and "is not registered here" in r.detail
+    path = _one_rule(tmp_path, "{task: mytask, metric: m, op: '<', threshold: 1, data: any}")
+    assert gate.evaluate(store, HASH, path, 1).rules[0].status == "pass"
+    with pytest.raises(gate.GateError, match="data '/no/such/corpus': corpus /no/such/corpus: no such file"):
+        gate.evaluate(store, HASH, _one_rule(tmp_path, "{task: t, metric: m, op: '<', threshold: 1, "
+                                                        "data: /no/such/corpus}"), 1)

@@ -68,8 +68,16 @@ def test_columns_in_numeric_order_whichever_model_has_which_bins_and_files_go_to
 def test_bad_definitions_are_named(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntitle: X\ntask: t\n")
-    with pytest.raises(LeaderboardError, match=r"bad.yaml: missing \['metrics'\]"):
+    with pytest.raises(LeaderboardError, match=r"bad.yaml: metrics: required"):
         load_definition(bad)
+    for text, message in [("name: x\ntitle: X\ntask: t\nmetrics: [m]\ndigits: many\n", "digits: expected an integer"),
+                          ("name: x y\ntitle: X\ntask: t\nmetrics: [m]\n", "name: expected text matching"),
+                          ("name: x\ntitle: X\ntask: t\nmetrics: [m]\ndescending: 'yes'\n",
+                           "descending: expected true or false, got 'yes'")]:
+        bad.write_text(text)
+        with pytest.raises(LeaderboardError, match=message):
+            load_definition(bad)
     bad.write_text("name: x\ntitle: X\ntask: t\nmetrics: [m]\nsort: m\n")
     assert evalsuite(["leaderboard", "build", "--db", str(tmp_path / "r.db"), "--definitions", str(tmp_path)]) == 2
-    assert "unknown key(s) ['sort']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.yaml: sort: unknown key; expected one of name, title" in err and err.count("\n") == 1

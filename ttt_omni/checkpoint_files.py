@@ -1,7 +1,9 @@
 """Hugging Face checkpoint directories on disk: the safetensors weights of a checkpoint (one file or an index of
-shards), read whole, and written sharded the way transformers writes them."""
+shards), read whole, and written sharded the way transformers writes them; and a checkpoint's content hash, the
+identity that evaluation runs, the trainer's monitor evidence and gate decisions share."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -70,3 +72,27 @@ def save_sharded(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes: i
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     (out / WEIGHTS_INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
                                                      indent=2))
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """The files a content hash covers: `path` itself, or every file under the directory except hidden ones."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def content_hash(path: Path) -> str:
+    """sha256 over the names (relative to `path`, or the name of a single file) and contents of a model directory's
+    files or of one file (first 16 hex digits). Reads every byte: this is the identity decisions are bound to."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint file or directory")
+    base = path.parent if path.is_file() else path
+    h = hashlib.sha256()
+    for p in checkpoint_files(path):
+        h.update(str(p.relative_to(base)).encode() + b"\0")
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]

@@ -1,5 +1,7 @@
-"""The curriculum gate: a stage's rules with their evidence from the store, the decision history, and a person's
-decision (approve / reject / override), recorded with name, reason and the evidence shown."""
+"""The curriculum gate: a stage's rules with their evidence from the store (the run used, what it read, and what each
+rule accepts), the decision history, and a person's decision (approve / reject / override), recorded with name,
+reason and the evidence shown. A decision made here is bound to the hash of the stored runs; when the checkpoint's
+files are at hand their hash is verified first (recorded), and promotion verifies it again in any case."""
 from __future__ import annotations
 
 import json
@@ -11,6 +13,7 @@ import yaml
 
 from dashboards.data import model_label
 from evalsuite import gate, gate_db
+from evalsuite.checkpoint_id import checkpoint_identity
 from evalsuite.errors import EvalsuiteError
 from ttt_omni.resources import root
 
@@ -32,9 +35,7 @@ def _curricula() -> list[str]:
 def _checkpoints(store) -> dict[str, tuple[str, str]]:
     """label -> (model_hash, checkpoint as given) for every checkpoint with runs or decisions."""
     out = {}
-    runs = store.runs()
-    runs = runs[runs["task"] != "human_pref"]
-    for r in runs.itertuples():
+    for r in _checkpoint_runs(store).itertuples():
         out[model_label(r.model_id, r.model_hash)] = (r.model_hash, r.model_spec)
     hist = gate_db.history(store)
     for r in hist.itertuples():
@@ -71,19 +72,10 @@ def render(store) -> None:
     verdict = {"pass": st.success, "fail": st.error, "incomplete": st.warning}[result.outcome]
     verdict(f"Rules for stage {stage}: **{result.outcome}**"
             + (" (missing evidence is not evaluated, never a pass)" if result.outcome == "incomplete" else ""))
-    st.dataframe(_rules_table([r.as_dict() for r in result.rules]), hide_index=True, width="stretch")
+    st.table(_rules_table([r.as_dict() for r in result.rules]), hide_index=True)  # a table wraps: no detail cut off
 
-    hist = gate_db.history(store, model_hash=model_hash)
-    in_force = hist[hist["stage"] == int(stage)]
     st.subheader("Decision in force")
-    if in_force.empty:
-        st.write(f"No decision for stage {stage}: stage {int(stage) + 1} refuses this checkpoint.")
-    else:
-        d = in_force.iloc[-1]
-        promotes = "promotes" if d["outcome"] in gate_db.PROMOTING else "does not promote"
-        st.write(f"**{d['outcome']}** by {d['decided_by']} at {d['created_at']:%Y-%m-%d %H:%M} — {d['reason']} "
-                 f"({promotes} to stage {int(stage) + 1}; rules of {d['curriculum']})")
-
+    in_force_box = st.empty()  # filled after the form: a decision recorded in this run is already in force
     st.subheader("Decide")
     with st.form("gate_decision", clear_on_submit=True):
         action = st.radio("Decision", list(ACTIONS), key="gate_action", horizontal=True)
@@ -94,32 +86,81 @@ def render(store) -> None:
         if not name.strip() or not reason.strip():
             st.error("A decision needs your name and a reason; nothing was recorded.")
         else:
-            decision_id = gate.decide(store, result, checkpoint, outcome=ACTIONS[action], by=name, reason=reason)
+            verified = _verified(checkpoint, model_hash)
+            decision_id = gate.decide(store, result, checkpoint, outcome=ACTIONS[action], by=name, reason=reason,
+                                      verified=verified)
             st.success(f"Recorded decision {decision_id}: {ACTIONS[action]} by {name.strip()}.")
-            hist = gate_db.history(store, model_hash=model_hash)
+            if not verified:
+                st.caption(f"The files of {checkpoint} are not here, or their hash is not {model_hash}: the decision "
+                           "holds for that hash, and promotion verifies the checkpoint's files against it.")
+
+    hist = gate_db.history(store, model_hash=model_hash)
+    _show_in_force(in_force_box, hist, int(stage))
 
     st.subheader("Decision history of this checkpoint")
     if hist.empty:
         st.write("No decisions yet.")
     else:
-        st.dataframe(hist.iloc[::-1][["id", "created_at", "stage", "outcome", "decided_by", "reason", "curriculum"]],
-                     hide_index=True, width="stretch")
+        shown = hist.assign(hash_verified=hist["verified_at"].notna())
+        st.dataframe(shown.iloc[::-1][["id", "created_at", "stage", "outcome", "decided_by", "reason", "hash_verified",
+                                       "curriculum"]], hide_index=True, width="stretch")
         with st.expander("Evidence recorded with a decision"):
             pick = st.selectbox("Decision", list(hist["id"])[::-1], key="gate_evidence")
             rules = json.loads(hist[hist["id"] == pick]["rules"].iloc[0])
-            st.dataframe(_rules_table(rules), hide_index=True, width="stretch")
+            st.table(_rules_table(rules), hide_index=True)
+
+
+def _show_in_force(box, hist: pd.DataFrame, stage: int) -> None:
+    mine = hist[hist["stage"] == stage]
+    if mine.empty:
+        box.write(f"No decision for stage {stage}: stage {stage + 1} refuses this checkpoint.")
+        return
+    d = mine.iloc[-1]
+    promotes = "promotes" if d["outcome"] in gate_db.PROMOTING else "does not promote"
+    box.write(f"**{d['outcome']}** by {d['decided_by']} at {d['created_at']:%Y-%m-%d %H:%M} — {d['reason']} "
+              f"({promotes} to stage {stage + 1}; rules of {d['curriculum']})")
+
+
+def _checkpoint_runs(store) -> pd.DataFrame:
+    """Runs that measured a checkpoint (not votes, not a reference system such as espeak-ng)."""
+    runs = store.runs()
+    return runs[(runs["task"] != "human_pref") & ~runs["model_id"].str.startswith("reference:")]
 
 
 def _newest(store, checkpoints) -> str | None:
-    runs = store.runs()
-    runs = runs[runs["task"] != "human_pref"]
+    runs = _checkpoint_runs(store)
     return None if runs.empty else model_label(runs["model_id"].iloc[-1], runs["model_hash"].iloc[-1])
 
 
+def _verified(checkpoint: str, model_hash: str) -> bool:
+    """True when the checkpoint's files are here and every byte of them hashes to `model_hash`."""
+    try:
+        return checkpoint_identity(checkpoint, verify=True)[1] == model_hash
+    except (EvalsuiteError, OSError):
+        return False
+
+
 def _rules_table(rules: list[dict]) -> pd.DataFrame:
+    """One row per rule: its result, the run used and what that run read, what the rule accepts (older decision
+    records hold no 'evidence' / 'accepts')."""
+    def used(r):
+        if not r["run_id"]:
+            return "none"
+        e = r.get("evidence") or {}
+        return (f"run {r['run_id']}: {r['task']}" + (f" v{e['task_version']}" if e.get("task_version") else "")
+                + f".{r['metric']} {r['bin'] or ''}" + (f" | data {e['data']}" if e.get("data") else "")
+                + (f" | lengths {e['lengths']}" if e.get("lengths") else ""))
+
+    def accepts(r):
+        a = r.get("accepts") or {}
+        version = "any version" if a.get("task_version") == "any" else f"v{a.get('task_version')}"
+        return "" if not a else (f"{version}, data {a['data']}" + (
+            f", n >= {a['min_n']}" if a.get("min_n", 1) > 1 else "") + (
+            f", lengths {a['lengths']}" if a.get("lengths") else ""))
+
     return pd.DataFrame([{
-        "rule": r["name"], "result": r["status"] + (" (optional)" if r["optional"] else ""),
-        "evidence": f"{r['task']}.{r['metric']} {r['bin'] or ''} run {r['run_id']}" if r["run_id"] else "-",
-        "value": r["value"], "95% CI": "" if r["ci_low"] is None else f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]",
+        "rule": r["name"], "result": r["status"] + (" (optional)" if r["optional"] else ""), "evidence used": used(r),
+        "accepts": accepts(r), "value": r["value"],
+        "95% CI": "" if r["ci_low"] is None else f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]",
         "threshold": f"{r['use']} {r['op']} {r['threshold']:g}", "detail": r["detail"]} for r in rules],
-        columns=["rule", "result", "evidence", "value", "95% CI", "threshold", "detail"])
+        columns=["rule", "result", "evidence used", "accepts", "value", "95% CI", "threshold", "detail"])

@@ -28,4 +28,4 @@ def render(store) -> None:
         if wide.empty:
             st.info(f"No finished runs of task `{board.task}` yet.")
         else:
-            st.dataframe(wide, hide_index=True, width="stretch")
+            st.table(wide, hide_index=True)  # small and static: every cell shown whole

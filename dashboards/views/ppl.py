@@ -32,5 +32,4 @@ def render(store) -> None:
                "documents.")
     table = part.pivot_table(index=["model", "corpus", "docs"], columns="length", values="value")
     table.columns = [length_label(c) for c in table.columns]
-    st.dataframe(blank_missing(table.reset_index().rename(columns={"docs": "n"})), hide_index=True,
-                 width="stretch")
+    st.table(blank_missing(table.reset_index().rename(columns={"docs": "n"})), hide_index=True)

@@ -1,4 +1,5 @@
-"""`evalsuite`: run | list | show | export | plot | lm-eval | pairs | raters | gate | dashboard | leaderboard | sweep.
+"""`evalsuite`: run | list | show | export | plot | migrate | lm-eval | pairs | raters | gate | dashboard | leaderboard
+| sweep.
 
 Each command group lives in its own module and registers its subcommands; every command sets `func(args) -> int`.
 Bad input (an `EvalsuiteError`, or a module of an extra that is not installed) is one line on stderr and exit 2;

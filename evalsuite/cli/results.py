@@ -1,4 +1,4 @@
-"""`evalsuite run | list | runs | show | export | plot`: running tasks and looking at their stored results.
+"""`evalsuite run | list | runs | show | export | plot | migrate`: running tasks and looking at their stored results.
 
 Commands import what they use when they run, so `evalsuite --help` stays fast and each needs only its own extra.
 Tables go through `tables.emit` (--format table | csv | json | markdown)."""
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import EvalsuiteError
 from ..task import parse_length
 from .tables import add_format_option, console, emit
 
@@ -74,14 +75,24 @@ def register(sub, add_db) -> None:
     add_db(plot)
     plot.set_defaults(func=cmd_plot)
 
+    migrate = sub.add_parser("migrate", help="bring a results store written by an older version up to date (removes "
+                             "metric rows stored twice, adds the unique constraint)")
+    add_db(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
 
 def cmd_run(args) -> int:
     from ..runner import run_task
     from ..store import Store
 
-    lengths = ([parse_length(x, "--lengths") for x in args.lengths.split(",") if x.strip()]
-               if args.lengths else None)
-    store = Store(args.db)
+    lengths = None
+    if args.lengths is not None:
+        lengths = [parse_length(x, "--lengths") for x in args.lengths.split(",") if x.strip()]
+        if not lengths:
+            raise EvalsuiteError(f"--lengths {args.lengths!r}: expected comma-separated context lengths, e.g. 1k,2k,4k")
+    if args.limit is not None and args.limit < 1:
+        raise EvalsuiteError(f"--limit {args.limit}: expected a positive number of documents (units)")
+    store = Store(args.db, write=True)  # a store that cannot be written is found before the model loads
     result = run_task(args.task, args.model, store=store, include_paths=args.include_path, limit=args.limit,
                       device=args.device, seed=args.seed, corpus=args.corpus, lengths=lengths, rank=args.rank,
                       world_size=args.world_size, resume=not args.new, progress=not args.no_progress, name=args.name)
@@ -99,7 +110,7 @@ def cmd_run(args) -> int:
     for note in result.notes:
         say(f"note: {note}")
     if args.table_format == "table":
-        say(f"\nResults: run {result.run_id} in {store.url}\n"
+        say(f"\nResults: run {result.run_id} in {store.where}\n"
             f"  evalsuite show {result.run_id}{_db_flag(args.db)}   this table and the run manifest\n"
             f"  evalsuite runs{_db_flag(args.db)}   the stored runs, newest first\n"
             f"  evalsuite dashboard{_db_flag(args.db)}   curves, runs, gate and leaderboards in a browser")
@@ -162,7 +173,7 @@ def cmd_runs(args) -> int:
                                                  "n_units": "units"})
     rows = rows.assign(started_at=rows["started_at"].astype(str).str.slice(0, 19),
                        finished_at=rows["finished_at"].astype(str).str.slice(0, 19).replace({"NaT": "", "None": ""}))
-    emit(rows, args.table_format, title=f"runs in {Store(args.db).url}, newest first")
+    emit(rows, args.table_format, title=f"runs in {Store(args.db).where}, newest first")
     return 0
 
 
@@ -178,7 +189,8 @@ def cmd_show(args) -> int:
     if args.table_format == "table":
         out = console()
         for key in ("task", "task_version", "task_kind", "model_id", "model_hash", "model_spec", "seed",
-                    "code_version", "host", "status", "started_at", "finished_at", "n_units", "error", "config"):
+                    "code_version", "host", "status", "started_at", "finished_at", "n_units", "error", "config",
+                    "data", "data_hash"):
             if run.get(key) is not None:
                 out.print(f"[bold]{key}[/bold]: {run[key]}")
         env = run["environment"] or {}
@@ -204,4 +216,13 @@ def cmd_plot(args) -> int:
 
     out = args.output or Path("results") / f"plot-{'-'.join(map(str, args.run_ids))}-{args.metric}.png"
     print(f"wrote {plot_runs(Store(args.db), args.run_ids, args.metric, out)}")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from ..store import Store, migrate
+
+    report = migrate(args.db)
+    print(f"{Store(args.db).where}: {report['removed']} duplicate metric row(s) removed; metric rows are unique by "
+          "run, task, name and bin")
     return 0

@@ -4,23 +4,28 @@ A bundle directory holds only what raters may see:
 
     bundle.json          {"format", "bundle_id", "task", "n_pairs"}
     items.jsonl          one pair a line: {"pair_id", "prompt", "left": {"text", "audio"}, "right": {...}}
-    audio/<hex>.wav      audio under opaque names ("audio" in items is the hex id, or null)
+    audio/<hex>.wav      audio under opaque names ("audio" in items is the hex id, or null), re-encoded as plain
+                         PCM WAV (a RIFF header, `fmt `, `data`: no LIST/INFO or other metadata of the source)
     export/pairs.csv|jsonl   the same blind pairs for external tools (audio as relative paths)
 
-The key (which side is which system, the seed, the sources) is written apart, to BUNDLE/key/ by default or to
---key-out; the rater server never reads it. Everything is derived from one seeded RNG, so the same inputs and seed
-give a byte-identical bundle.
+The key (which side is which system, the secret, the sources) is written apart, to BUNDLE/key/ by default or to
+--key-out; the rater server never reads it. Which prompts are drawn, each pair's sides, every pair id and audio name
+and the order of items are keyed hashes (HMAC-SHA256) of the key's 256-bit secret: without the key nothing about a
+bundle can be predicted or unblinded (a seeded random stream could be, from its seed or from enough of the ids it
+gave out), and with it the same inputs give a byte-identical bundle. All audio in a bundle must share one format
+(channels, sample width, rate), or a rater could tell the systems apart by it.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import itertools
 import json
-import random
-import shutil
+import re
+import secrets
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +35,8 @@ from ttt_omni.atomic import replacing_dir, write_text
 from ..errors import EvalsuiteError
 
 FORMAT = 1
-ID_BITS = 96
+ID_HEX = 24  # 96-bit ids
+SECRET_RE = re.compile(r"^[0-9a-f]{32,}$")  # at least 128 bits, hex
 
 
 class BundleError(EvalsuiteError, ValueError):
@@ -80,18 +86,33 @@ def read_outputs_jsonl(path: Path) -> dict[str, Output]:
     return out
 
 
-def _check_wav(path: Path) -> None:
+def plain_pcm(path: Path) -> tuple[bytes, tuple[int, int, int]]:
+    """The WAV's samples re-encoded as a minimal PCM WAV (RIFF, fmt, data; nothing else), and its (channels, sample
+    width in bytes, rate)."""
     if not path.is_file():
         raise BundleError(f"{path}: audio file not found")
     try:
         with wave.open(str(path), "rb") as w:
-            w.getparams()
+            fmt = (w.getnchannels(), w.getsampwidth(), w.getframerate())
+            frames = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as e:
         raise BundleError(f"{path}: expected a PCM WAV file ({e}); convert other formats to WAV first") from None
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(fmt[0])
+        out.setsampwidth(fmt[1])
+        out.setframerate(fmt[2])
+        out.writeframes(frames)
+    return buf.getvalue(), fmt
 
 
-def _new_id(rng: random.Random) -> str:
-    return f"{rng.getrandbits(ID_BITS):0{ID_BITS // 4}x}"
+def new_secret() -> str:
+    """A fresh 256-bit secret for a bundle's key."""
+    return secrets.token_hex(32)
+
+
+def _keyed(secret: bytes, *parts: object) -> bytes:
+    return hmac.new(secret, "\0".join(map(str, parts)).encode(), hashlib.sha256).digest()
 
 
 def _jsonl(rows) -> str:
@@ -102,23 +123,29 @@ def export_bundle(
     outputs: dict[str, dict[str, Output]],
     task: str,
     n: int,
-    seed: int,
+    secret: str,
     out_dir: Path,
     key_out: Path | None = None,
     sources: dict[str, str] | None = None,
+    checkpoints: dict[str, str] | None = None,
 ) -> dict:
     """Write a bundle of n prompts x every pair of systems; return the key.
 
-    `outputs` maps system name -> prompt_id -> Output. Prompts present for every system are candidates; n of them
-    are drawn with the seeded RNG. Each pair's sides, every pair id and audio name, and the order of items all come
-    from that RNG. The bundle is built in a temporary directory and renamed into place, so a failed export leaves
-    nothing behind and an existing bundle is never overwritten.
+    `outputs` maps system name -> prompt_id -> Output. Prompts present for every system are candidates. `secret`
+    (hex, at least 128 bits; `new_secret()`, or the `secret` of an earlier key to rebuild its bundle) keys every
+    choice: which n prompts, each pair's sides, every pair id and audio name, the order of items. The bundle is
+    built in a temporary directory and renamed into place, so a failed export leaves nothing behind and an existing
+    bundle is never overwritten. `checkpoints` (system -> content hash) binds systems to the checkpoints that
+    produced their outputs; the key records it for the human_pref run (see results.write_rows).
     """
     systems = list(outputs)
     if len(systems) < 2 or len(set(systems)) != len(systems):
         raise BundleError(f"systems: need at least two distinct systems, got {systems}")
     if not task:
         raise BundleError("task: expected a task name")
+    if not isinstance(secret, str) or not SECRET_RE.match(secret):
+        raise BundleError("secret: expected at least 32 lowercase hex digits (128 bits; new_secret() makes one): a "
+                          "short or guessable secret would let anyone who knows it unblind the bundle")
     common = sorted(set.intersection(*(set(o) for o in outputs.values())))
     if n < 1 or n > len(common):
         raise BundleError(f"number of prompts: expected 1..{len(common)} (prompts that every system answered), got {n}")
@@ -129,33 +156,41 @@ def export_bundle(
     if key_out and key_path.exists():
         raise BundleError(f"{key_path}: key file already exists (choose a new key path)")
 
-    rng = random.Random(seed)
-    chosen = sorted(rng.sample(common, n))
+    key_bytes = bytes.fromhex(secret)
+    chosen = sorted(sorted(common, key=lambda pid: _keyed(key_bytes, "prompt", pid))[:n])
+    audio: dict[Path, bytes] = {}
+    formats: dict[tuple, Path] = {}
     for pid in chosen:
         prompts = {outputs[s][pid].prompt for s in systems}
         if len(prompts) != 1:
             raise BundleError(f"prompt_id {pid!r}: the systems' prompt texts differ (a pair needs the same prompt)")
         for s in systems:
-            if outputs[s][pid].audio is not None:
-                _check_wav(outputs[s][pid].audio)
+            src = outputs[s][pid].audio
+            if src is not None and src not in audio:
+                audio[src], fmt = plain_pcm(src)
+                formats.setdefault(fmt, src)
+    if len(formats) > 1:
+        shown = "; ".join(f"{src}: {c} channel(s), {8 * w}-bit, {r} Hz" for (c, w, r), src in formats.items())
+        raise BundleError(f"audio: the files differ in format ({shown}); a rater could tell the systems apart by it, "
+                          "so convert them to one format first")
 
     items, key_pairs, copies = [], {}, []
     for pid in chosen:
         for a, b in itertools.combinations(systems, 2):
-            left, right = (a, b) if rng.random() < 0.5 else (b, a)
-            pair_id = _new_id(rng)
+            left, right = (a, b) if _keyed(key_bytes, "side", pid, a, b)[0] & 1 else (b, a)
+            pair_id = _keyed(key_bytes, "pair", pid, a, b).hex()[:ID_HEX]
             sides, key_sides = {}, {}
             for side, system in (("left", left), ("right", right)):
                 o = outputs[system][pid]
                 audio_id = None
                 if o.audio is not None:
-                    audio_id = _new_id(rng)
-                    copies.append((o.audio, f"{audio_id}.wav"))
+                    audio_id = _keyed(key_bytes, "audio", pair_id, side).hex()[:ID_HEX]
+                    copies.append((audio[o.audio], f"{audio_id}.wav"))
                 sides[side] = {"text": o.text, "audio": audio_id}
                 key_sides[side] = {"system": system, "audio_source": str(o.audio) if o.audio else None}
             items.append({"pair_id": pair_id, "prompt": outputs[a][pid].prompt, **sides})
             key_pairs[pair_id] = {"prompt_id": pid, **key_sides}
-    rng.shuffle(items)
+    items.sort(key=lambda it: _keyed(key_bytes, "order", it["pair_id"]))
 
     items_text = _jsonl(items)
     bundle_id = hashlib.sha256(items_text.encode()).hexdigest()[:16]
@@ -164,17 +199,18 @@ def export_bundle(
         "format": FORMAT,
         "bundle_id": bundle_id,
         "task": task,
-        "seed": seed,
+        "secret": secret,
         "n_prompts": n,
         "systems": systems,
         "sources": sources or {},
+        "checkpoints": checkpoints or {},
         "pairs": key_pairs,
     }
 
     with replacing_dir(out_dir, overwrite=False) as tmp:
         (tmp / "audio").mkdir()
-        for src, name in copies:
-            shutil.copyfile(src, tmp / "audio" / name)
+        for data, name in copies:
+            (tmp / "audio" / name).write_bytes(data)
         (tmp / "items.jsonl").write_text(items_text, encoding="utf-8")
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         _write_external_exports(tmp / "export", items)

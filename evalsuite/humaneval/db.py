@@ -2,7 +2,7 @@
 
 Own MetaData, created if missing, on the same SQL URL as the results store. Every operation is one transaction.
 On SQLite the file runs in WAL mode and write transactions start with BEGIN IMMEDIATE, so concurrent raters queue
-on the busy timeout instead of failing. Votes hold the side the rater saw (left/right/tie), never a system name:
+on the busy timeout instead of failing; reads (a rater's link, progress, the summary) take no write lock. Votes hold the side the rater saw (left/right/tie), never a system name:
 the mapping to systems lives only in the bundle key.
 
 A vote is unique per (rater, pair). Its `revision` counts submissions; the form carries the revision it was
@@ -30,10 +30,10 @@ from sqlalchemy import (
     select,
     func,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import database
-from ..errors import EvalsuiteError
+from ..errors import EvalsuiteError, StoreError
 
 CHOICES = ("left", "right", "tie")
 MAX_COMMENT = 2000
@@ -115,18 +115,27 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` (evalsuite.database's) with the human-eval tables created if missing."""
+def make_engine(url: str, *, write: bool = False) -> Engine:
+    """An engine for `url` (evalsuite.database's) with the human-eval tables created if missing; `write=True` also
+    checks that the store can be written. A store that cannot be used is a StoreError (one line, password hidden)."""
     engine = database.make_engine(url)
-    database.create_tables(engine, metadata)
+    try:
+        database.create_tables(engine, metadata)
+        if write:
+            database.check_writable(engine, votes.name)
+    except (SQLAlchemyError, OSError) as e:
+        raise StoreError(database.open_error(url, e)) from None
     return engine
 
 
 def register_bundle(engine: Engine, bundle_id: str, task: str, n_pairs: int) -> None:
-    with engine.begin() as c:
-        row = c.execute(select(bundles).where(bundles.c.id == bundle_id)).first()
-        if row is None:
-            c.execute(bundles.insert().values(id=bundle_id, task=task, n_pairs=n_pairs, created_at=_now()))
+    try:
+        with engine.begin() as c:
+            row = c.execute(select(bundles).where(bundles.c.id == bundle_id)).first()
+            if row is None:
+                c.execute(bundles.insert().values(id=bundle_id, task=task, n_pairs=n_pairs, created_at=_now()))
+    except IntegrityError:  # another server worker registered it at the same moment
+        pass
 
 
 def add_rater(engine: Engine, bundle_id: str, name: str, pair_ids: Sequence[str], n: int | None = None) -> str:
@@ -155,7 +164,7 @@ def add_rater(engine: Engine, bundle_id: str, name: str, pair_ids: Sequence[str]
 
 def rater_for_token(engine: Engine, bundle_id: str, token: str):
     """The rater row (id, name) whose secret is `token` in this bundle, or None."""
-    with engine.begin() as c:
+    with database.reading(engine) as c:
         return c.execute(
             select(raters.c.id, raters.c.name).where(
                 raters.c.token_hash == hash_token(token), raters.c.bundle_id == bundle_id
@@ -165,7 +174,7 @@ def rater_for_token(engine: Engine, bundle_id: str, token: str):
 
 def rater_state(engine: Engine, rater_id: int) -> tuple[list[str], dict[str, tuple[str, str, int]]]:
     """(assigned pair ids in the rater's order, {pair_id: (choice, comment, revision)} of votes cast)."""
-    with engine.begin() as c:
+    with database.reading(engine) as c:
         order = list(
             c.execute(
                 select(assignments.c.pair_id).where(assignments.c.rater_id == rater_id).order_by(assignments.c.position)
@@ -243,13 +252,13 @@ def bundle_votes(engine: Engine, bundle_id: str) -> list[dict]:
         .where(raters.c.bundle_id == bundle_id)
         .order_by(raters.c.name, votes.c.pair_id)
     )
-    with engine.begin() as c:
+    with database.reading(engine) as c:
         return [dict(r._mapping) for r in c.execute(q)]
 
 
 def bundle_raters(engine: Engine, bundle_id: str) -> list[dict]:
     """Per rater: name, pairs assigned, votes cast, votes replaced."""
-    with engine.begin() as c:
+    with database.reading(engine) as c:
         rows = c.execute(select(raters.c.id, raters.c.name).where(raters.c.bundle_id == bundle_id).order_by(raters.c.name))
         out = []
         for r in rows.all():

@@ -31,11 +31,11 @@ from ..errors import EvalsuiteError, TaskSpecError
 from ..metrics.stats import bootstrap_indices, percentile_ci
 from ..metrics.wer import normalize, segment_errors, utterance_errors
 from ..store import config_hash
-from ..task import TaskSpec, Unit, register_kind
+from ..task import CorpusDataset, TaskSpec, Unit, check_section, params_schema, register_kind
 from .generation import OUTPUT_SAMPLE, GenerationError, GenerationKind
 
 PARAMS = {"system": "auto", "reply": "passage", "turn": "text", "vocoder": "", "asr": "faster-whisper",
-          "n_prompts": 8, "reply_words": 40, "reply_tokens": 64, "prompt_tokens": 128, "segment_s": 60,
+          "n_prompts": 8, "reply_words": 40, "reply_tokens": 64, "prompt_tokens": 128, "segment_s": 60.0,
           "voice": "en-us", "words_per_minute": 160, "audio_dir": "results/audio", "n_boot": 1000, "do_sample": True,
           "temperature": 1.0, "top_p": 0.95}
 CHOICES = {"system": ("auto", "espeak", "omni"), "reply": ("passage", "generate"), "turn": ("text", "speech")}
@@ -48,18 +48,8 @@ class AsrWer(GenerationKind):
 
     @classmethod
     def validate(cls, spec: TaskSpec) -> None:
-        for key, allowed in CHOICES.items():
-            if spec.params.get(key, PARAMS[key]) not in allowed:
-                raise TaskSpecError(f"{spec.source}: params.{key} must be one of {list(allowed)}, "
-                                    f"got {spec.params[key]!r}")
-        bad = set(spec.params) - set(PARAMS)
-        if bad:
-            raise TaskSpecError(f"{spec.source}: params has unknown key(s) {sorted(bad)}; expected {sorted(PARAMS)}")
-        for key, value in spec.params.items():
-            default = PARAMS[key]
-            if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                    isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise TaskSpecError(f"{spec.source}: params.{key} must be a positive number, got {value!r}")
+        check_section(spec, "dataset", CorpusDataset)
+        check_section(spec, "params", params_schema(PARAMS, CHOICES))
 
     def __init__(self, spec: TaskSpec, model, **kw):
         super().__init__(spec, model, **kw)

@@ -12,19 +12,31 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from ttt_omni.schema import Number, PositiveInt, Schema
 
 from ..errors import TaskSpecError
 from ..metrics.paired import (decidable, inverted_ci, paired_differences, permutation_p_value, sign_test_p_value,
                               smallest_p_value, verdict)
 from ..models import load_model
-from ..task import KINDS, TaskKind, TaskSpec, Unit, register_kind
+from ..task import KINDS, TaskKind, TaskSpec, Unit, check_section, register_kind
 
-REQUIRED = {"task": str, "metric": str, "baseline": str, "higher_is_better": bool}
 OPTIONAL = {"alpha": 0.05, "test": "permutation"}
 SIDES = ("candidate", "baseline")
+
+
+class Params(Schema):
+    task: str
+    metric: str
+    baseline: str  # a model spec
+    higher_is_better: bool
+    alpha: Annotated[Number, Field(gt=0, lt=1)] = OPTIONAL["alpha"]
+    test: Literal["permutation", "sign"] = OPTIONAL["test"]
 
 
 @register_kind("compare")
@@ -34,20 +46,9 @@ class Compare(TaskKind):
 
     @classmethod
     def validate(cls, spec: TaskSpec) -> None:
-        where, p = spec.source, spec.params
-        for key, typ in REQUIRED.items():
-            if not isinstance(p.get(key), typ):
-                raise TaskSpecError(f"{where}: kind compare needs params.{key} ({typ.__name__}), got {p.get(key)!r}")
-        bad = set(p) - set(REQUIRED) - set(OPTIONAL)
-        if bad:
-            raise TaskSpecError(f"{where}: params has unknown key(s) {sorted(bad)}; expected "
-                                f"{sorted({**REQUIRED, **OPTIONAL})}")
-        if not 0 < p.get("alpha", 0.05) < 1:
-            raise TaskSpecError(f"{where}: params.alpha must be in (0, 1), got {p['alpha']!r}")
-        if p.get("test", "permutation") not in ("permutation", "sign"):
-            raise TaskSpecError(f"{where}: params.test must be 'permutation' or 'sign', got {p['test']!r}")
-        if p["task"] == spec.name or p["task"].startswith("lm_eval:"):
-            raise TaskSpecError(f"{where}: params.task must name another evalsuite task, got {p['task']!r}")
+        p = check_section(spec, "params", Params)
+        if p.task == spec.name or p.task.startswith("lm_eval:"):
+            raise TaskSpecError(f"{spec.source}: params.task must name another evalsuite task, got {p.task!r}")
 
     def param(self, key: str):
         return self.spec.params.get(key, OPTIONAL.get(key))

@@ -23,9 +23,8 @@ from ..corpus import bundled_books, user_corpus
 from ..errors import EvalsuiteError, TaskSpecError
 from ..metrics.degeneration import slope
 from ..metrics.stats import bootstrap_indices, percentile_ci
-from ..task import TaskKind, TaskSpec, Unit
+from ..task import CorpusDataset, TaskKind, TaskSpec, Unit, check_section, params_schema
 
-DATASET_KEYS = {"source", "split", "path"}
 GENERATION_DEFAULTS = {"n_prompts": 8, "prompt_tokens": 256, "window": 1024, "do_sample": True, "temperature": 1.0,
                        "top_p": 0.95, "n_boot": 1000}
 OUTPUT_SAMPLE = "output"
@@ -35,31 +34,12 @@ class GenerationError(EvalsuiteError, RuntimeError):
     """A generation that cannot be scored (e.g. empty text)."""
 
 
-def validate_generation_spec(spec: TaskSpec, extra_params: dict) -> None:
+def validate_generation_spec(spec: TaskSpec, extra_params: dict, choices: dict | None = None) -> None:
     where = spec.source
     if not spec.lengths:
         raise TaskSpecError(f"{where}: kind {spec.kind} needs lengths (the generation length, e.g. [10k])")
-    bad = set(spec.dataset) - DATASET_KEYS
-    if bad:
-        raise TaskSpecError(f"{where}: dataset has unknown key(s) {sorted(bad)}; expected {sorted(DATASET_KEYS)}")
-    if spec.dataset.get("split", "eval") not in ("train", "eval"):
-        raise TaskSpecError(f"{where}: dataset.split must be 'train' or 'eval', got {spec.dataset['split']!r}")
-    allowed = {**GENERATION_DEFAULTS, **extra_params}
-    bad = set(spec.params) - set(allowed)
-    if bad:
-        raise TaskSpecError(f"{where}: params has unknown key(s) {sorted(bad)}; expected {sorted(allowed)}")
-    for key, value in spec.params.items():
-        default = allowed[key]
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise TaskSpecError(f"{where}: params.{key} must be like {default!r} (same type, positive), got {value!r}")
+    check_section(spec, "dataset", CorpusDataset)
+    check_section(spec, "params", params_schema({**GENERATION_DEFAULTS, **extra_params}, choices))
     window = spec.params.get("window", GENERATION_DEFAULTS["window"])
     if max(spec.lengths) < window:
         raise TaskSpecError(f"{where}: generation length {max(spec.lengths)} is shorter than one window ({window})")

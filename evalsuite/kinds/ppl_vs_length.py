@@ -12,10 +12,17 @@ import torch
 from ..corpus import bundled_books, user_corpus
 from ..errors import TaskSpecError
 from ..metrics.ppl import bin_sums, ppl_metrics, token_nll
-from ..task import TaskKind, TaskSpec, Unit, register_kind
+from ttt_omni.schema import PositiveInt, Schema
 
-DATASET_KEYS = {"source", "split", "path"}
+from ..task import CorpusDataset, TaskKind, TaskSpec, Unit, check_section, register_kind
+
 PARAM_DEFAULTS = {"chunk_size": 2048, "stride": None, "n_boot": 1000}
+
+
+class Params(Schema):
+    chunk_size: PositiveInt | None = None  # streaming chunk (tokens); None: PARAM_DEFAULTS
+    stride: PositiveInt | None = None  # rolling-window stride for a model with a context limit
+    n_boot: PositiveInt | None = None
 
 
 @register_kind("ppl_vs_length")
@@ -27,22 +34,14 @@ class PplVsLength(TaskKind):
         where = spec.source
         if not spec.lengths:
             raise TaskSpecError(f"{where}: kind ppl_vs_length needs lengths (e.g. [1k, 2k, 4k])")
-        bad = set(spec.dataset) - DATASET_KEYS
-        if bad:
-            raise TaskSpecError(f"{where}: dataset has unknown key(s) {sorted(bad)}; expected {sorted(DATASET_KEYS)}")
-        if spec.dataset.get("source", "books") != "books" and "path" not in spec.dataset:
+        dataset = check_section(spec, "dataset", CorpusDataset)
+        if dataset.source != "books" and dataset.path is None:
             raise TaskSpecError(f"{where}: dataset.source must be 'books' (the bundled corpus) or give dataset.path")
-        if spec.dataset.get("split", "eval") not in ("train", "eval"):
-            raise TaskSpecError(f"{where}: dataset.split must be 'train' or 'eval', got {spec.dataset['split']!r}")
-        bad = set(spec.params) - set(PARAM_DEFAULTS)
-        if bad:
-            raise TaskSpecError(f"{where}: params has unknown key(s) {sorted(bad)}; expected {sorted(PARAM_DEFAULTS)}")
-        for key, value in spec.params.items():
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise TaskSpecError(f"{where}: params.{key} must be a positive integer, got {value!r}")
+        check_section(spec, "params", Params)
 
     def param(self, key: str):
-        return self.spec.params.get(key, PARAM_DEFAULTS[key])
+        value = self.spec.params.get(key)
+        return PARAM_DEFAULTS[key] if value is None else value
 
     def units(self) -> list[Unit]:
         path = self.corpus or self.spec.dataset.get("path")

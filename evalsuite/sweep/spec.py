@@ -29,15 +29,15 @@ from typing import Any, Literal
 
 import yaml
 from huggingface_hub.errors import StrictDataclassError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from ttt_omni.models.presets import preset_config
 from ttt_omni.resources import bundled
+from ttt_omni.schema import Number, Schema, validate
 from ttt_omni.train.config import TrainConfig
 
 from ..errors import EvalsuiteError
 
-STRICT = ConfigDict(extra="forbid", strict=True)
 MODEL_PREFIX = "model_overrides."
 # set per trial by the sweep itself
 RESERVED = {"output_dir", "seed", "stage", "stages", "model_overrides"}
@@ -48,17 +48,13 @@ class SweepSpecError(EvalsuiteError, ValueError):
     """A sweep YAML that is malformed or names fields the trainer does not have."""
 
 
-class Schema(BaseModel):
-    model_config = STRICT
-
-
 class Space(Schema):
     """One searched field: exactly one of `grid` (values; a list value such as a layer list is one choice),
     `uniform` / `log_uniform` [low, high] (floats) or `int_range` [low, high]."""
 
     grid: list[Any] | None = Field(default=None, min_length=1)
-    uniform: tuple[float, float] | None = None
-    log_uniform: tuple[float, float] | None = None
+    uniform: tuple[Number, Number] | None = None
+    log_uniform: tuple[Number, Number] | None = None
     int_range: tuple[int, int] | None = None
 
     @model_validator(mode="after")
@@ -187,10 +183,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SweepSpecError(f"{path}: malformed YAML: {e}") from None
     if not isinstance(data, dict):
         raise SweepSpecError(f"{path}: expected a mapping (study, train, space, ...), got {type(data).__name__}")
-    try:
-        spec = SweepSpec.model_validate(data)
-    except ValidationError as e:
-        raise SweepSpecError(describe(e, str(path))) from None
+    spec = validate(SweepSpec, data, str(path), SweepSpecError)
     points = spec.grid_points() if spec.sampler == "grid" else [{n: _first(s) for n, s in spec.space.items()}]
     for point in points:  # every setting must be one the trainer and the model accept
         try:
@@ -245,20 +238,3 @@ def train_config(spec: SweepSpec, params: dict, out: Path) -> TrainConfig:
         else:
             overrides[name] = value
     return TrainConfig.from_yaml(spec.train, stage=spec.stage, overrides=overrides)
-
-
-def describe(e: ValidationError, where: str) -> str:
-    """One line: `WHERE: FIELD: what was expected, got VALUE` for every problem pydantic found."""
-    problems = []
-    for err in e.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        if err["type"] == "extra_forbidden":
-            parts = [p for p in err["loc"] if not str(p).startswith("function-")]
-            model = {1: SweepSpec}.get(len(parts)) or {"objective": Objective, "pruning": Pruning}.get(parts[0], Space)
-            problems.append(f"{loc}: unknown key; expected one of {', '.join(model.model_fields)}")
-        elif err["type"] == "missing":
-            problems.append(f"{loc}: required")
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc + ': ' if loc else ''}{message}, got {err.get('input')!r:.80}")
-    return f"{where}: " + "; ".join(problems)

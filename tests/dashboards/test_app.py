@@ -47,7 +47,7 @@ def test_pages_render_from_the_store(filled_store, monkeypatch):
 
     page(at, "Perplexity vs length")
     assert len(at.get("vega_lite_chart")) == 1
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert {"128", "256", "512", "n", "corpus"} <= set(table.columns) and set(table["n"]) == {1}
     assert "tiny-baseline (" in " ".join(table["model"]) and "ttt:run/final (" in " ".join(table["model"])
     assert len(at.multiselect(key="ppl_models").value) == 3  # measured alike: all three belong on the chart
@@ -57,7 +57,7 @@ def test_pages_render_from_the_store(filled_store, monkeypatch):
     assert "No finished generation-quality runs" in texts(page(at, "Generation quality"))
     assert "asr_wer" in texts(page(at, "ASR-WER drift"))
     human = page(at, "Human eval").dataframe[0].value
-    assert list(human["comparison"]) == ["ttt:final vs tiny-baseline"]
+    assert list(human["comparison"]) == ["ttt:run/final vs tiny-baseline"]
     page(at, "Training monitor")
     assert len(at.get("vega_lite_chart")) == 5  # four monitor panels (token scale too) and the training loss
     board = texts(page(at, "Leaderboards"))
@@ -71,8 +71,13 @@ def test_gate_page_records_a_human_decision(filled_store, monkeypatch):
     label = next(o for o in at.selectbox(key="gate_ckpt").options if model_hash[:8] in o)
     at.selectbox(key="gate_ckpt").set_value(label).run()
     at.selectbox(key="gate_curriculum").set_value("configs/tiny-curriculum.yaml").run()
-    shown = at.dataframe[0].value
+    shown = at.table[0].value
     assert "max |W1| < 10" in set(shown["rule"]) and "pass" in set(shown["result"])
+    monitor = shown[shown["rule"] == "max |W1| < 10"].iloc[0]
+    assert "train_monitor v1.W1_maxabs" in monitor["evidence used"] and "data monitor:" in monitor["evidence used"]
+    ppl = shown[shown["rule"].str.startswith("ppl degradation")].iloc[0]
+    assert ppl["accepts"].startswith("v1.0, data books:eval (hash ") and "n >= 5" in ppl["accepts"]
+    assert ppl["result"] == "not evaluated" and "data corpus:" in ppl["detail"]  # its run read another corpus
     at.radio(key="gate_action").set_value("Approve (promote)")
     at.text_input(key="gate_name").set_value("Grace")
     at.button[0].click().run()  # no reason: refused, nothing recorded
@@ -85,7 +90,27 @@ def test_gate_page_records_a_human_decision(filled_store, monkeypatch):
     assert not at.exception and "Recorded decision" in texts(at)
     d = gate_db.latest(filled_store["url"], model_hash, 1)
     assert (d["outcome"], d["decided_by"], d["reason"]) == ("approved", "Grace", "curves look right at 512")
-    assert "W1_maxabs" in d["rules"]
+    assert "W1_maxabs" in d["rules"] and d["verified_at"] is not None  # the checkpoint's files were at hand
+    assert in_force(at).startswith("**approved** by Grace")
+    for action, outcome in (("Reject (block)", "rejected"), ("Override (force promotion)", "forced")):
+        at.radio(key="gate_action").set_value(action)  # the decision just recorded is the one in force (it lagged)
+        at.text_input(key="gate_name").set_value("Alan")
+        at.text_area(key="gate_reason").set_value(f"{outcome} for the test")
+        at.button[0].click().run()
+        assert in_force(at).startswith(f"**{outcome}** by Alan")
+
+
+def in_force(at) -> str:
+    """The text under the gate page's "Decision in force" heading."""
+    blocks = [m.value for m in at.markdown]
+    return next(v for v in blocks if v.startswith("**") and " by " in v)
+
+
+def test_a_file_that_is_not_a_store_is_one_message(tmp_path, monkeypatch):
+    db = tmp_path / "results.db"
+    db.write_text("my notes\n" * 50)
+    at = app(monkeypatch, f"sqlite:///{db}")
+    assert not at.exception and "the file is not an SQLite database" in texts(at)
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])

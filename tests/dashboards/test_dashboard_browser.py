@@ -1,20 +1,13 @@
 """A real browser: `evalsuite dashboard` (Streamlit on loopback) on a store of real tiny runs, opened in Debian's
-Chromium via Playwright; the screenshot is not blank and the key texts are on the pages."""
+Chromium via Playwright. What a researcher reads on the pages is asserted as the browser shows it: distinct model
+names with n and corpus, the log axis when values span orders of magnitude, leaderboard columns in numeric order,
+and the gate's decision in force right after each decision."""
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from support.browser import CHROMIUM, chromium_page, open_dashboard_page, served_dashboard, wait_idle
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
@@ -22,59 +15,51 @@ if not CHROMIUM.exists():
     pytest.skip("Debian chromium not installed (scripts/setup.sh installs it as root)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def dashboard(filled_store, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "HOME": str(tmp_path)}  # streamlit writes ~/.streamlit; keep it out of the user's home
-    proc = subprocess.Popen([sys.executable, "-m", "evalsuite.cli", "dashboard", "--db", filled_store["url"],
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError(f"dashboard did not start: {proc.stdout.read1().decode(errors='replace')}")
-        yield base
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-
-
-def test_dashboard_in_chromium(dashboard, tmp_path):
+def test_dashboard_in_chromium(filled_store, tmp_path):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(dashboard)
-            page.get_by_text("Runs", exact=True).first.wait_for(timeout=90_000)
-            page.get_by_text("Perplexity vs length", exact=True).first.click()
-            page.locator("canvas, svg.marks").first.wait_for(timeout=90_000)
-            page.get_by_text("tiny-baseline", exact=False).first.wait_for(timeout=30_000)
-            shot = tmp_path / "ppl.png"
-            page.screenshot(path=str(shot), full_page=True)
-            page.get_by_text("Gate", exact=True).first.click()
-            page.get_by_text("Curriculum gate", exact=True).first.wait_for(timeout=60_000)
-            page.get_by_text("Decision history of this checkpoint").wait_for(timeout=60_000)
-            page.screenshot(path=str(tmp_path / "gate.png"), full_page=True)
-        finally:
-            browser.close()
-    img = Image.open(shot).convert("L")
+    from dashboards.charts import spans_orders_of_magnitude
+    from evalsuite.checkpoint_id import checkpoint_identity
+    from evalsuite.store import Store
+
+    ppl = Store(filled_store["url"]).metrics(task="ppl_vs_length", name="ppl")["value"]
+    model_id, model_hash = checkpoint_identity(filled_store["final"])
+    with served_dashboard(filled_store["url"]) as base, chromium_page() as page:
+        open_dashboard_page(page, base, "Perplexity vs length")
+        page.locator("canvas, svg.marks").first.wait_for(timeout=90_000)
+        page.screenshot(path=str(tmp_path / "ppl.png"), full_page=True)
+        table = page.locator("[data-testid='stTable'] table").first
+        header = table.locator("thead th").all_inner_texts()
+        assert header[:3] == ["model", "corpus", "n"] and header[3:] == ["128", "256", "512", "1k"]
+        rows = [[c.strip() for c in tr.locator("th, td").all_inner_texts()] for tr in table.locator("tbody tr").all()]
+        models = [r[0] for r in rows]
+        assert len(rows) == 3 and any(m.startswith(f"{model_id} (") for m in models), rows  # stage run named apart
+        assert any(m.startswith("tiny-baseline (") for m in models) and all(r[1:3] == ["eval.txt", "1"] for r in rows)
+        log_box = page.get_by_role("checkbox", name="log y-axis")
+        assert log_box.is_checked() == spans_orders_of_magnitude(ppl)
+
+        open_dashboard_page(page, base, "Leaderboards")
+        board = page.locator("[data-testid='stTable'] table").filter(has_text="length=")
+        header = [h.strip() for h in board.first.locator("thead th").all_inner_texts()]
+        lengths = [int(h.removeprefix("length=")) for h in header if h.startswith("length=")]
+        assert lengths == [128, 256, 512, 1024] and "n" in header, header  # numeric order (was 1024, 128, ...)
+
+        open_dashboard_page(page, base, "Gate")
+        page.get_by_text("Decision history of this checkpoint").wait_for(timeout=60_000)
+        page.locator("[data-testid='stSelectbox']").first.click()
+        page.get_by_role("option", name=model_hash[:8], exact=False).first.click()
+        wait_idle(page)
+        rules = page.locator("[data-testid='stTable']").first.inner_text()
+        assert "no finished human_pref run" not in rules  # the rated checkpoint's votes are its evidence
+        for action, outcome in (("Reject (block)", "rejected"), ("Override (force promotion)", "forced")):
+            page.get_by_text(action, exact=True).click()
+            page.get_by_label("Your name").fill("Grace")
+            page.get_by_label("Reason (required, recorded)").fill(f"{outcome} in the browser test")
+            page.get_by_role("button", name="Record decision").click()
+            wait_idle(page)
+            in_force = page.get_by_text(f"by Grace", exact=False).first.inner_text()
+            assert in_force.startswith(outcome), in_force  # the decision just made, not the one before it
+        page.screenshot(path=str(tmp_path / "gate.png"), full_page=True)
+    img = Image.open(tmp_path / "ppl.png").convert("L")
     lo, hi = img.getextrema()
     assert hi - lo > 100 and sum(1 for c in img.histogram() if c) > 20  # not blank: text, lines and bands are drawn
-    if os.environ.get("DASHBOARD_SCREENSHOTS"):
-        for name in ("ppl.png", "gate.png"):
-            (Path(os.environ["DASHBOARD_SCREENSHOTS"]) / name).write_bytes((tmp_path / name).read_bytes())

@@ -36,8 +36,9 @@ def _train_tokenizer(out_dir: Path):
 @pytest.fixture(autouse=True)
 def kinds_of_this_test_only():
     """Kinds a test registers from its own --include-path files are forgotten after it (the registry refuses a
-    second kind of one name, and tests reuse names)."""
-    import evalsuite.kinds  # noqa: F401  (the built-in kinds are registered before the snapshot)
+    second kind of one name, and tests reuse names). The built-in kinds are imported first, so that a test that
+    happens to import them is not taken for one that registered them (which wiped them for every later test)."""
+    import evalsuite.kinds  # noqa: F401
     from evalsuite.task import KINDS
 
     before = dict(KINDS)

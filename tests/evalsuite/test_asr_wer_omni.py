@@ -120,5 +120,5 @@ def test_omni_system_needs_an_omni_model_and_a_vocoder(llama_omni_dir, micro_ttt
         run_task(small_spec(vocoder=str(tmp_path / "nowhere")), f"omni:{llama_omni_dir}", store=store,
                  progress=False)
     assert store.runs().empty  # refused before a run was recorded
-    with pytest.raises(TaskSpecError, match="params.turn must be one of"):
+    with pytest.raises(TaskSpecError, match="params.turn: expected one of .text. or .speech., got .video."):
         small_spec(turn="video")

@@ -142,11 +142,15 @@ def test_empty_generation_fails_the_run_without_metric_rows(micro_llama_dir, tmp
 def test_bad_specs_are_named():
     from evalsuite.errors import TaskSpecError
 
-    with pytest.raises(TaskSpecError, match="params.window"):
+    with pytest.raises(TaskSpecError, match="params.window: expected a number >= 1, got 0"):
         small_spec("degeneration", window=0)
+    with pytest.raises(TaskSpecError, match="params.do_sample: expected true or false, got 'yes'"):
+        small_spec("degeneration", do_sample="yes")
     with pytest.raises(TaskSpecError, match="shorter than one window"):
         small_spec("degeneration", lengths=(16,), window=32)
-    with pytest.raises(TaskSpecError, match="params.system must be one of"):
+    with pytest.raises(TaskSpecError, match="params.system: expected one of 'auto', 'espeak' or 'omni', got 'festiv"):
         small_spec("asr_wer", lengths=(), system="festival")
-    with pytest.raises(TaskSpecError, match="params.higher_is_better"):
+    with pytest.raises(TaskSpecError, match="params.higher_is_better: expected true or false, got 'yes'"):
         small_spec("compare", higher_is_better="yes")
+    with pytest.raises(TaskSpecError, match="params.alpha: expected a number < 1, got 1.5"):
+        small_spec("compare", alpha=1.5)

@@ -9,8 +9,8 @@ def _run(store, model_id, ppls, seed):
     run_id = store.start_run(task="ppl_vs_length", task_version="1", task_kind="ppl_vs_length", model_id=model_id,
                              model_hash=model_id, model_spec=model_id, config={}, seed=seed, n_units=0,
                              code_version="test")
-    store.complete_run(run_id, [dict(name="ppl", bin=f"length={L}", value=p, ci_low=p - 1, ci_high=p + 1, n=3)
-                                for L, p in ppls.items()] + [dict(name="tokens", bin="", value=10.0, n=1)])
+    store.finalize(run_id, lambda: [dict(name="ppl", bin=f"length={L}", value=p, ci_low=p - 1, ci_high=p + 1, n=3)
+                                    for L, p in ppls.items()] + [dict(name="tokens", bin="", value=10.0, n=1)])
     return run_id
 
 

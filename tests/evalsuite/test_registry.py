@@ -85,12 +85,16 @@ def test_unknown_task_suggests_close_matches():
 
 @pytest.mark.parametrize("text, message", [
     ("name: [unclosed", "not valid YAML"),
-    ("version: 1\nkind: ppl_vs_length\n", "missing required field 'name'"),
+    ("version: 1\nkind: ppl_vs_length\n", "name: required"),
+    (_task_yaml("t", extra="lengths: [64]\nparams: {chunk_size: 2.5}"), "params.chunk_size: expected an integer"),
+    (_task_yaml("t", extra="lengths: [64]\ndataset: {split: test}"), "dataset.split: expected one of 'train' or 'eval'"),
+    (_task_yaml("t", extra="lengths: [99999999999999999999k]"), "expected at most 134217728"),
+    (_task_yaml("t", extra="lengths: [64]\nthresholds: {ppl: {max: high}}"), "thresholds.ppl.max: expected a number"),
     (_task_yaml("t", metrics="[ppl, bleu]"), r"unknown metric\(s\) \['bleu'\]"),
     (_task_yaml("t", kind="nope"), "unknown kind 'nope'"),
     (_task_yaml("t", extra="lengths: [2k, 1k]"), "strictly increasing"),
     (_task_yaml("t", extra="lengths: [1k]\nthresholds: {loss: {max: 1}}"), "not in metrics"),
-    (_task_yaml("t", extra="lenghts: [1k]"), r"unknown field\(s\) \['lenghts'\]"),
+    (_task_yaml("t", extra="lenghts: [1k]"), r"lenghts: unknown key; expected one of name, version, kind"),
 ])
 def test_bad_task_yaml_gives_clear_error(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

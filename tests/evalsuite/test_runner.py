@@ -94,7 +94,9 @@ def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_
     assert main(["run", "--task", "ppl_vs_length", "--limit", "1", "--lengths", "256,512", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "tiny-ttt" in out and "length=512" in out and "evalsuite show 1" in out
-    assert main(["show", "1"]) == 0 and "cum_ppl" in capsys.readouterr().out
+    assert main(["show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cum_ppl" in out and "'source': 'books:eval'" in out and "data_hash" in out  # what the run read
     assert main(["export", "--format", "json", "--output", str(tmp_path / "m.json")]) == 0
 
 
@@ -103,6 +105,10 @@ def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_
     (["--model", "gpt:foo"], "model spec 'gpt:foo' not understood"),
     (["--model", "hf:/nonexistent"], "not a Hugging Face model directory"),
     (["--lengths", "1k,abc"], "length 'abc' is not a number"),
+    (["--limit", "-1"], "--limit -1: expected a positive number of documents"),
+    (["--limit", "0"], "--limit 0: expected a positive number of documents"),
+    (["--lengths", ","], "--lengths ',': expected comma-separated context lengths"),
+    (["--lengths", "99999999999999999999k"], "expected at most 134217728 (131072k)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     code = main(["run", "--task", "ppl_vs_length", "--db", str(tmp_path / "s.db"), "--no-progress", *args])
@@ -226,6 +232,124 @@ def test_a_model_that_turns_nan_fails_its_run_with_the_reason(tmp_path, spec, we
         run_task("ppl_vs_length", loaded, store=store, limit=1, lengths=[64, 128], progress=False)
     run = store.runs().iloc[0]
     assert run["status"] == "failed" and "NaN/Inf" in run["error"] and store.metrics().empty
+
+
+SLOW_AGGREGATE = textwrap.dedent('''
+    import os, time
+    from pathlib import Path
+    from evalsuite.registry import TaskKind, Unit, register_kind
+
+    @register_kind("slow_aggregate")
+    class SlowAggregate(TaskKind):
+        """Units u0..u3; aggregate() notes that it started (params.dir/aggregating-PID) and waits for
+        params.dir/release, then gives 8 metric rows."""
+        metrics = frozenset({f"m{i}" for i in range(8)})
+
+        def units(self):
+            return [Unit(f"u{i}") for i in range(4)]
+
+        def run_unit(self, unit):
+            return [dict(name="one", value=1.0, n=1)]
+
+        def aggregate(self, samples):
+            folder = Path(self.spec.params["dir"])
+            (folder / f"aggregating-{os.getpid()}").write_text("")
+            deadline = time.monotonic() + 240
+            while not (folder / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return [dict(name=f"m{i}", value=float(len(samples)), n=len(samples)) for i in range(8)]
+''')
+
+
+def _wait_for(predicate, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _aggregate_task(tmp_path):
+    (tmp_path / "agg.py").write_text(SLOW_AGGREGATE)
+    (tmp_path / "agg.yaml").write_text(
+        f"name: agg\nversion: 1\nkind: slow_aggregate\nmetrics: [m0]\nparams: {{dir: '{tmp_path}'}}\n")
+    return ["run", "--task", "agg", "--include-path", str(tmp_path), "--db", str(tmp_path / "s.db"),
+            "--model", "tiny-baseline", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_a_second_run_while_the_first_finalizes_waits_and_writes_nothing_twice(tmp_path):
+    """The probe: a second identical `evalsuite run` started while the first is finalizing used to reset the run to
+    running and aggregate it again: every metric row twice. Now it waits for the finalizer; the rows land once."""
+    args = _aggregate_task(tmp_path)
+    first = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: list(tmp_path.glob("aggregating-*")), "the first run to finalize")
+    second = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = Store(tmp_path / "s.db")
+    _wait_for(lambda: second.poll() is not None or "waiting for it" in (second.stderr.readline() or ""),
+              "the second run to wait")
+    assert store.runs()["status"].tolist() == ["finalizing"]
+    (tmp_path / "release").write_text("")
+    assert first.wait(timeout=240) == 0 and second.wait(timeout=240) == 0, first.stderr.read() + second.stderr.read()
+    assert len(list(tmp_path.glob("aggregating-*"))) == 1  # aggregated once, by the first
+    assert len(store.runs()) == 1 and store.runs()["status"].tolist() == ["finished"]
+    assert len(store.metrics()) == 8
+    assert "m0" in second.stdout.read()  # the second shows the finished run's table
+
+
+@pytest.mark.slow
+def test_a_finalizer_killed_with_9_is_taken_over_once_its_lease_runs_out(tmp_path):
+    args = _aggregate_task(tmp_path)
+    env = {**os.environ, "EVALSUITE_FINALIZE_LEASE_S": "2"}
+    first = subprocess.Popen(_cli(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: list(tmp_path.glob("aggregating-*")), "the first run to finalize")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    store = Store(tmp_path / "s.db")
+    assert store.runs()["status"].tolist() == ["finalizing"]
+    (tmp_path / "release").write_text("")
+    second = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=240)
+    assert second.returncode == 0, second.stderr
+    assert len(list(tmp_path.glob("aggregating-*"))) == 2  # the second aggregated after the lease ran out
+    assert store.runs()["status"].tolist() == ["finished"] and len(store.metrics()) == 8
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty", "model.safetensors is not a readable safetensors file (Error while deserializing header: header too "
+              "small); the checkpoint is corrupt, truncated or empty"),
+    ("truncated", "model.safetensors is not a readable safetensors file (Error while deserializing header: incomplete "
+                  "metadata, file not fully covered)"),
+    ("corrupt", "model.safetensors is not a readable safetensors file"),
+    ("config", "config.json is not valid JSON"),
+    ("model_type", "names model_type 'ttt_llamax', which no installed model class provides"),
+    ("hidden_size", "cannot be loaded (Validation error for field 'hidden_size'"),
+])
+def test_a_broken_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, damage, message):
+    import json
+    import shutil
+
+    from ttt_omni.resources import bundled
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(bundled("checkpoints", "tiny-ttt"), ckpt)
+    weights, config = ckpt / "model.safetensors", ckpt / "config.json"
+    if damage == "empty":
+        weights.write_bytes(b"")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100_000])
+    elif damage == "corrupt":
+        weights.write_bytes(os.urandom(5000))
+    elif damage == "config":
+        config.write_text(config.read_text()[:200])
+    else:
+        data = json.loads(config.read_text())
+        data.update({"model_type": "ttt_llamax"} if damage == "model_type" else {"hidden_size": "big"})
+        config.write_text(json.dumps(data))
+    for spec in (f"ttt:{ckpt}", f"hf:{ckpt}"):  # hf: on a TTT checkpoint too: never "update Transformers"
+        code = main(["run", "--task", "ppl_vs_length", "--model", spec, "--db", str(tmp_path / "s.db"),
+                     "--no-progress", "--limit", "1", "--lengths", "64"])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2 and message in err and err.startswith(f"evalsuite: error: {spec}: ")
+        assert "Traceback" not in err and "update" not in err.lower()
 
 
 def test_checkpoints_are_named_apart_and_a_run_can_name_its_model(tmp_path, micro_ttt_dir, small_corpus):

@@ -101,6 +101,10 @@ def test_cli_raters_and_summarize(bundle, db_url, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "rater alice: 6 votes (left 6, right 0, tie 0)" in r.stdout
     assert json.loads(out.read_text())["comparisons"][0]["n"] == 6
+    r = run_cli("pairs", "summarize", "--bundle", str(bundle), "--db", db_url, "--no-store", "--format", "csv")
+    assert r.stdout.splitlines()[0] == "a,b,wins,ties,losses,n,win_rate,ci_low,ci_high"
+    a, b, wins, ties, losses, n = r.stdout.splitlines()[1].split(",")[:6]
+    assert (a, b, int(wins) + int(ties) + int(losses), n) == (SYSTEMS[0], SYSTEMS[1], 6, "6")
     r = run_cli("pairs", "summarize", "--bundle", str(tmp_path), "--db", db_url, "--no-store")
     assert r.returncode == 2 and "not a pair bundle" in r.stderr
 
@@ -121,6 +125,7 @@ def test_summarize_writes_human_pref_rows_to_the_store(bundle, db_url):
     store = Store(db_url)
     (run,) = store.runs(task="human_pref").to_dict("records")
     assert run["status"] == "finished" and run["model_id"] == SYSTEMS[0]
+    assert "not bound to a checkpoint" in r.stdout  # JSONL outputs without --checkpoints: no gate can use it
     m = store.metrics(task="human_pref", name="win_rate")
     assert list(m["bin"]) == [f"{SYSTEMS[0]} vs {SYSTEMS[1]}"] and list(m["n"]) == [12]
     assert m["ci_low"].iloc[0] < m["value"].iloc[0] < m["ci_high"].iloc[0]
@@ -133,7 +138,7 @@ def test_export_from_store_samples(tmp_path, db_url):
     store = Store(db_url)
     for system, f0 in (("sysA", 200), ("sysB", 300)):
         run_id = store.start_run(task="longform_story", task_version="1", task_kind="generation", model_id=system,
-                                 model_hash=system, model_spec=system, config={}, seed=0, n_units=3,
+                                 model_hash=f"hash-{system}", model_spec=system, config={}, seed=0, n_units=3,
                                  code_version="test")
         for i in range(3):
             wav = tmp_path / f"{system}{i}.wav"
@@ -142,10 +147,12 @@ def test_export_from_store_samples(tmp_path, db_url):
             store.add_unit(run_id, f"p{i}", [{"name": "output", "data": data}])
         store.finish_run(run_id)
     out = tmp_path / "b"
-    r = run_cli("pairs", "export", "--systems", "sysA,sysB", "--task", "longform_story", "--n", "3", "--seed", "1",
+    r = run_cli("pairs", "export", "--systems", "sysA,sysB", "--task", "longform_story", "--n", "3",
                 "--out", str(out), "--db", db_url)
     assert r.returncode == 0, r.stderr
     assert len(load_served(out).items) == 3 and len(list((out / "audio").iterdir())) == 6
+    key = json.loads((out / "key" / "key.json").read_text())
+    assert key["checkpoints"] == {"sysA": "hash-sysA", "sysB": "hash-sysB"}  # each system bound to its run's weights
     r = run_cli("pairs", "export", "--systems", "sysA,sysC", "--task", "longform_story", "--n", "3",
                 "--out", str(tmp_path / "c"), "--db", db_url)
     assert r.returncode == 2 and "no finished run of task 'longform_story' for model 'sysC'" in r.stderr

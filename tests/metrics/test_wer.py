@@ -63,6 +63,16 @@ def test_espeak_speech_of_known_sentences_is_understood(asr, tmp_path):
     assert mean_utterance_wer(errors) < 0.25 and corpus_wer(errors) < 0.25
 
 
+def test_the_same_text_gives_the_same_audio_and_transcript(asr, tmp_path):
+    """WERs in the docs are checked in CI: sox must not dither at random, nor Whisper fall back to sampling."""
+    from evalsuite.tts import espeak
+
+    text = " ".join(SENTENCES)
+    first, second = espeak(text, tmp_path / "a.wav"), espeak(text, tmp_path / "b.wav")
+    assert first.read_bytes() == second.read_bytes()
+    assert asr.transcribe(first).words == asr.transcribe(second).words
+
+
 @pytest.mark.parametrize("kind", ["silence", "noise"])
 def test_silence_and_noise_score_one(asr, tmp_path, kind):
     from ttt_omni.speech.audio import save_wav

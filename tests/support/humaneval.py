@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import socket
@@ -31,6 +32,20 @@ def write_wav(path: Path, freq: float, seconds: float = 0.05, rate: int = 8000) 
         w.writeframes(frames)
 
 
+def add_info_chunk(path: Path, text: str) -> None:
+    """Insert a RIFF LIST/INFO chunk (ISFT: the software that made the file) before the data chunk, as audio tools
+    write it."""
+    data = path.read_bytes()
+    assert data[12:16] == b"fmt "
+    fmt_end = 20 + int.from_bytes(data[16:20], "little")
+    value = text.encode() + b"\0"
+    value += b"\0" * (len(value) % 2)
+    info = b"INFO" + b"ISFT" + struct.pack("<I", len(value)) + value
+    chunk = b"LIST" + struct.pack("<I", len(info)) + info
+    body = data[12:fmt_end] + chunk + data[fmt_end:]
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body)
+
+
 def write_system_outputs(root: Path, system: str, n_prompts: int, audio: bool = True) -> Path:
     """A JSONL of one system's outputs, with WAVs whose paths name the system (as real output folders do)."""
     folder = root / f"outputs-{system}"
@@ -48,9 +63,15 @@ def write_system_outputs(root: Path, system: str, n_prompts: int, audio: bool = 
     return path
 
 
-def make_bundle(tmp_path: Path, sources: dict[str, Path], n: int, seed: int = 7, name: str = "bundle") -> Path:
+def fixed_secret(label: object = 7) -> str:
+    """A fixed 256-bit bundle secret per label, so that a test's bundle is the same on every run."""
+    return hashlib.sha256(f"test secret {label}".encode()).hexdigest()
+
+
+def make_bundle(tmp_path: Path, sources: dict[str, Path], n: int, secret: object = 7, name: str = "bundle") -> Path:
     outputs = {s: read_outputs_jsonl(p) for s, p in sources.items()}
-    export_bundle(outputs, "longform_story", n, seed, tmp_path / name, sources={s: str(p) for s, p in sources.items()})
+    export_bundle(outputs, "longform_story", n, fixed_secret(secret), tmp_path / name,
+                  sources={s: str(p) for s, p in sources.items()})
     return tmp_path / name
 
 

@@ -21,7 +21,7 @@ def speak(text: str, path: Path, voice: str = "en") -> Path:
         pytest.fail("espeak-ng and sox are required (scripts/setup.sh installs them)")
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", "170", "-w", str(raw), text], check=True, capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True,
+    subprocess.run(["sox", "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True,
                    capture_output=True)
     raw.unlink()
     return path

@@ -83,9 +83,9 @@ def test_monitor_writes_csv_and_stops_on_nan(tiny_train_config, tmp_path):
 
 
 def test_bad_config_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['contxt'\]"):
+    with pytest.raises(ValueError, match=r"config: contxt: unknown key; expected one of output_dir, seed"):
         TrainConfig.from_dict({"output_dir": "x", "contxt": 5})
-    with pytest.raises(ValueError, match="`output_dir` is required"):
+    with pytest.raises(ValueError, match="config: output_dir: required"):
         TrainConfig.from_dict({})
     bad = tmp_path / "bad.yaml"
     bad.write_text("output_dir: [unclosed\n")
@@ -95,6 +95,46 @@ def test_bad_config_errors(tmp_path):
         TrainConfig.from_yaml(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="no stage 3"):
         TrainConfig.from_dict({"output_dir": "x", "stages": [{"stage": 1, "context": 128}]}, stage=3)
+
+
+@pytest.mark.parametrize("option, message", [
+    ("steps: ten", "steps: expected an integer, got 'ten'"),
+    ("lr: fast", "lr: expected a number, got 'fast'"),
+    ("batch_size: 2.5", "batch_size: expected an integer, got 2.5"),
+    ("model_overrides: 5", "model_overrides: expected a mapping, got 5"),
+    ("bf16: 'yes'", "bf16: expected true or false, got 'yes'"),
+    ("max_abs: big", "max_abs: expected a number, got 'big'"),
+    ("stages: 5", "stages: expected a list, got 5"),
+    ("context: 0", "context: expected a number >= 1, got 0"),
+    ("model_overrides: {hidden_sise: 64}", "model_overrides: unknown key(s) ['hidden_sise']; expected TTT-Llama"),
+    ("model_overrides: {hidden_size: big}", "model_overrides: Validation error for field 'hidden_size'"),
+    ("stages: [{stage: 1, lr: fast}]", "bad.yaml, stage 1: lr: expected a number, got 'fast'"),
+    ("stages: [{stage: 1, colour: red}]", "bad.yaml, stage 1: unknown key(s) ['colour']"),
+    ("stages: [{lr: 0.1}]", "stages[0]: `stage` must be a stage number >= 1, got None"),
+])
+def test_wrong_types_in_a_training_yaml_are_one_line_exit_2(tmp_path, capsys, option, message):
+    from ttt_omni.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"output_dir: {tmp_path / 'run'}\n{option}\n")
+    with pytest.raises(ValueError) as e:
+        TrainConfig.from_yaml(bad)
+    assert message in str(e.value) and str(bad) in str(e.value)
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ttt-omni train: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_overrides_are_checked_like_the_file(tmp_path, capsys):
+    from ttt_omni.cli import main
+
+    assert main(["train", "tiny-ttt", "--set", "steps=ten", "--set", f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny-ttt.yaml with overrides" in err and "steps: expected an integer, got 'ten'" in err
+    assert main(["train", "tiny-ttt", "--set", "stage=2"]) == 2
+    assert "stage cannot be overridden" in capsys.readouterr().err
+    assert TrainConfig.from_yaml("tiny-ttt", overrides={"lr": "3e-4"}).lr == 3e-4  # YAML reads 3e-4 as text
 
 
 def test_cli_train_and_monitor_plot(tiny_train_config, tmp_path, conversations_jsonl, capsys):

@@ -1,7 +1,9 @@
 """`ttt-omni train` and `ttt-omni monitor plot`.
 
 A curriculum stage N > 1 starts only from a checkpoint the gate promoted at stage N-1: that check lives in
-evalsuite (evalsuite.promotion) and is made here, before the trainer starts.
+evalsuite (evalsuite.promotion) and is made here, before the trainer starts. A config with a curriculum (`stages`)
+is trained one stage at a time: without --stage it is refused, so that no run (above all one started --from a
+checkpoint) slips past the gate; the stage's gate rules are checked before any training.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from evalsuite.gate import stage_rules
 from evalsuite.promotion import check_stage
 from ttt_omni.train.config import TrainConfig
 from ttt_omni.train.monitor import plot
@@ -53,6 +56,12 @@ def parse_overrides(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_yaml(args.config, stage=args.stage, overrides=parse_overrides(args.overrides))
+    if cfg.stages and args.stage is None:
+        raise ValueError(f"{args.config} is a curriculum (stages {[s['stage'] for s in cfg.stages]}): choose the stage "
+                         "with --stage N (stage N > 1 also needs --from CHECKPOINT, the stage N-1 checkpoint the gate "
+                         "promoted)")
+    if args.stage is not None:
+        stage_rules(args.config, args.stage)  # a bad gate rule is found now, not after the training
     if args.stage is not None and args.stage > 1:
         if not args.from_ckpt:
             raise ValueError(f"--stage {args.stage} needs --from CHECKPOINT: the stage-{args.stage - 1} checkpoint "

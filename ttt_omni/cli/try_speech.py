@@ -40,7 +40,7 @@ def _question(path: Path) -> Path:
                                 "espeak-ng sox) or give a WAV with --wav")
     raw = path.with_suffix(".raw.wav")
     subprocess.run([espeak, "-w", str(raw), QUESTION], check=True, capture_output=True)
-    subprocess.run([sox, str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True, capture_output=True)
+    subprocess.run([sox, "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True, capture_output=True)
     raw.unlink()
     return path
 

@@ -1,15 +1,30 @@
-"""Training configuration: one YAML file, optionally with curriculum `stages` that override it per stage."""
+"""Training configuration: one YAML file, optionally with curriculum `stages` that override it per stage.
+
+Types, ranges and unknown keys are checked by one schema (ttt_omni.schema, strict: `steps: "ten"`, `bf16: 'yes'`,
+`batch_size: 2.5` and `stages: 5` are refused); every message names the file, the stage and the option.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields
 from pathlib import Path
+from typing import Annotated, Any
 
 import yaml
+from huggingface_hub.errors import StrictDataclassError
+from pydantic import Field, ValidationError
+from pydantic.dataclasses import dataclass
 
+from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
+from ttt_omni.models.presets import preset_config
 from ttt_omni.resources import config_path
+from ttt_omni.schema import STRICT, Number, PositiveInt, PositiveNumber, describe
+
+# model_overrides may set any TTT-Llama config field except these (vocab_size comes from the tokenizer)
+NOT_OVERRIDABLE = {"_name_or_path", "architectures", "model_type", "transformers_version", "vocab_size"}
+STAGE_KEYS = {"stage", "gate"}
 
 
-@dataclass
+@dataclass(config=STRICT)
 class TrainConfig:
     output_dir: str
     seed: int = 0
@@ -17,24 +32,24 @@ class TrainConfig:
     # LLaMA-Omni(-layout) directory (original or converted) trains on speech conversations from `jsonl`
     preset: str | None = "tiny"
     model_from: str | None = None
-    model_overrides: dict = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
     baseline: bool = False  # True: the same model with no TTT layers (plain Llama attention everywhere)
     # tokenizer: a directory, or a byte-level BPE of this size trained on the training corpus
     tokenizer: str | None = None
-    bpe_vocab_size: int = 4096
+    bpe_vocab_size: PositiveInt = 4096
     # data: the bundled books of a split, or a JSONL of conversations (train.data.load_jsonl)
     books_split: str | None = "train"
     jsonl: str | None = None
     # text: windows of `context` tokens, `batch_size` rows per process; speech: one whole conversation per process
-    context: int = 512
-    batch_size: int = 4
-    steps: int = 200
-    lr: float = 3e-3
-    ttt_lr: float | None = None  # learning rate of the fp32 inner-model parameters (default: lr)
-    warmup: int = 20
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    context: PositiveInt = 512
+    batch_size: PositiveInt = 4
+    steps: PositiveInt = 200
+    lr: PositiveNumber = 3e-3
+    ttt_lr: PositiveNumber | None = None  # learning rate of the fp32 inner-model parameters (default: lr)
+    warmup: Annotated[int, Field(ge=0)] = 20
+    min_lr_ratio: Annotated[Number, Field(ge=0, le=1)] = 0.1
+    weight_decay: Annotated[Number, Field(ge=0)] = 0.1
+    grad_clip: PositiveNumber = 1.0
     bf16: bool = False
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard with FSDP2 across the launched processes (torchrun / accelerate launch)
@@ -43,12 +58,12 @@ class TrainConfig:
     # every N windows (1: every window starts fresh, as in TTT-LM training). Carried states were computed under older
     # weights: over hundreds of windows they go stale, and a model can learn to switch its carried update off.
     # (A speech step is one whole conversation: its state starts fresh and is never carried.)
-    state_reset_every: int | None = None
-    save_every: int = 100
-    monitor_every: int = 10
-    max_abs: float = 10.0
-    stage: int | None = None
-    stages: list = field(default_factory=list)
+    state_reset_every: PositiveInt | None = None
+    save_every: PositiveInt = 100
+    monitor_every: Annotated[int, Field(ge=0)] = 10  # 0: no monitor
+    max_abs: PositiveNumber = 10.0
+    stage: PositiveInt | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_yaml(cls, path: str | Path, stage: int | None = None, overrides: dict | None = None) -> "TrainConfig":
@@ -64,46 +79,72 @@ class TrainConfig:
         cfg = cls.from_dict(data, stage=stage, source=str(path))
         if not overrides:
             return cfg
-        unknown = sorted(set(overrides) - {f.name for f in fields(cls)} | set(overrides) & {"stage", "stages"})
-        if unknown:
-            raise ValueError(f"{path}: cannot override {unknown}; known options: {sorted(f.name for f in fields(cls))}")
-        cfg = cls(**{**asdict(cfg), **overrides})
-        cfg.validate(f"{path} with {overrides}")
-        return cfg
+        where = f"{path} with overrides {overrides}"
+        fixed = sorted(set(overrides) & {"stage", "stages"})
+        if fixed:
+            raise ValueError(f"{where}: {', '.join(fixed)} cannot be overridden (choose the stage instead)")
+        return cls.build({**asdict(cfg), **overrides}, where)
 
     @classmethod
     def from_dict(cls, data: dict, stage: int | None = None, source: str = "config") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown option(s) {unknown}; known options: {sorted(known)}")
-        if "output_dir" not in data:
-            raise ValueError(f"{source}: `output_dir` is required")
-        cfg = cls(**data)
-        if stage is not None:
-            match = [s for s in cfg.stages if s.get("stage") == stage]
-            if not match:
-                raise ValueError(f"{source}: no stage {stage}; stages defined: {[s.get('stage') for s in cfg.stages]}")
-            overrides = {k: v for k, v in match[0].items() if k not in ("stage", "gate")}
-            bad = sorted(set(overrides) - known)
-            if bad:
-                raise ValueError(f"{source}: stage {stage} sets unknown option(s) {bad}")
-            cfg = cls(**{**asdict(cfg), **overrides, "stage": stage})
-        cfg.validate(source)
+        cfg = cls.build(data, source)
+        for entry in cfg.stages:  # every stage is checked, not only the one asked for
+            cls.build(cfg._stage_options(entry), f"{source}, stage {entry['stage']}")
+        if stage is None:
+            return cfg
+        match = [s for s in cfg.stages if s["stage"] == stage]
+        if not match:
+            raise ValueError(f"{source}: no stage {stage}; stages defined: {[s['stage'] for s in cfg.stages]}")
+        return cls.build(cfg._stage_options(match[0]), f"{source}, stage {stage}")
+
+    @classmethod
+    def build(cls, data: dict, where: str) -> "TrainConfig":
+        """Options -> a validated config; every problem is a ValueError naming `where` and the option."""
+        try:
+            cfg = cls(**data)
+        except ValidationError as e:
+            raise ValueError(describe(e, where, cls)) from None
+        cfg.validate(where)
         return cfg
 
+    def _stage_options(self, entry: dict) -> dict:
+        return {**asdict(self), **{k: v for k, v in entry.items() if k not in STAGE_KEYS}, "stage": entry["stage"]}
+
     def validate(self, source: str = "config") -> None:
-        for name in ("context", "batch_size", "steps", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{source}: {name} must be >= 1, got {getattr(self, name)}")
+        """What the field types alone cannot say: choices that exclude each other, the stages' shape, the model."""
         if (self.preset is None) == (self.model_from is None):
             raise ValueError(f"{source}: set exactly one of `preset` and `model_from`")
         if (self.books_split is None) == (self.jsonl is None):
             raise ValueError(f"{source}: set exactly one of `books_split` and `jsonl`")
-        if self.lr <= 0:
-            raise ValueError(f"{source}: lr must be > 0, got {self.lr}")
-        if self.state_reset_every is not None and self.state_reset_every < 1:
-            raise ValueError(f"{source}: state_reset_every must be >= 1 windows (or absent), got {self.state_reset_every}")
+        seen = set()
+        for i, entry in enumerate(self.stages, 1):
+            number = entry.get("stage")
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ValueError(f"{source}: stages[{i - 1}]: `stage` must be a stage number >= 1, got {number!r}")
+            if number in seen:
+                raise ValueError(f"{source}: stage {number} is defined twice")
+            seen.add(number)
+            unknown = sorted(set(entry) - STAGE_KEYS - {f.name for f in fields(TrainConfig)} | set(entry) & {"stages"})
+            if unknown:
+                raise ValueError(f"{source}, stage {number}: unknown key(s) {unknown}; a stage sets training options "
+                                 "and `gate`")
+        self._check_model(source)
+
+    def _check_model(self, source: str) -> None:
+        """The preset exists and takes the overrides (names and values), before any data is read."""
+        if self.model_overrides:
+            known = set(TTTLlamaConfig().to_dict()) | set(TTTLlamaConfig.attribute_map)
+            unknown = sorted(set(self.model_overrides) - (known - NOT_OVERRIDABLE))
+            if unknown:
+                hint = " (vocab_size comes from the tokenizer: set bpe_vocab_size)" if "vocab_size" in unknown else ""
+                raise ValueError(f"{source}: model_overrides: unknown key(s) {unknown}{hint}; expected TTT-Llama "
+                                 f"config fields: {', '.join(sorted(known - NOT_OVERRIDABLE))}")
+        if self.preset is not None:
+            try:
+                preset_config(self.preset, **self.model_overrides)
+            except (ValueError, TypeError, StrictDataclassError) as e:
+                raise ValueError(f"{source}: {'model_overrides: ' if self.model_overrides else ''}"
+                                 f"{' '.join(str(e).split())}") from None
 
     def gate(self) -> dict | None:
         """The gate rules of this config's stage, if any."""

@@ -8,13 +8,16 @@ their own optimizer group (bf16 autocast never touches them: the ops turn autoca
 gradient clipping, train_log.csv, the TTT monitor and NaN alarms, and checkpoints that hold everything needed to
 continue bit-identically: weights, optimizer, scheduler, RNG states, the step, and the carried TTT states (one file
 per process); the data order is a function of (seed, step). A speech model is written (checkpoints and `final/`)
-in the LLaMA-Omni layout (`ttt_omni.speech.save_omni`), a text model as an HF directory.
+in the LLaMA-Omni layout (`ttt_omni.speech.save_omni`), a text model as an HF directory. Each time weights are
+written, RUN/weights.json records their content hash with the step and how much of monitor.csv and train_log.csv
+existed then, so that the monitor is evidence only for exactly those weights (evalsuite.train_monitor).
 With `fsdp: true` and several processes the model is sharded by distributed.shard (FSDP2); otherwise accelerate
 prepares it (DDP when several processes). Each process takes its own share of the global batch.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import random
@@ -31,7 +34,8 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from ttt_omni.atomic import publish_dir, replacing_dir, write_text
+from ttt_omni.atomic import publish_dir, replacing_dir, write_json, write_text
+from ttt_omni.checkpoint_files import content_hash
 from ttt_omni.layers import TTTBase, TTTInnerParams, keep_float32
 from ttt_omni.models import TTTLlamaForCausalLM  # importing it registers TTT-Llama with the Auto classes
 from ttt_omni.models.presets import preset_config
@@ -47,6 +51,8 @@ from .speech_data import speech_sequence
 from .tasks import SpeechConversations, TextWindows
 from ttt_omni.tokenizer import load_tokenizer, train_bpe
 
+WEIGHTS_RECORD = "weights.json"  # beside monitor.csv: which saved weights the monitor so far belongs to
+EVIDENCE_FILES = ("monitor.csv", "train_log.csv")
 TTT_CONFIG_KEYS = ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr", "attention_window",
                    "scan_checkpoint_every")
 
@@ -325,8 +331,24 @@ class Trainer:
         if self.main:
             with replacing_dir(path) as tmp:
                 self._write_model(tmp, state)
+            self._record_weights(path)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _record_weights(self, model_dir: Path) -> None:
+        """Adds to RUN/weights.json the content hash of the weights just written in `model_dir`, the step, and the
+        size and sha256 of monitor.csv and train_log.csv as they stand now (the part written up to these weights)."""
+        path = self.out / WEIGHTS_RECORD
+        record = json.loads(path.read_text()) if path.is_file() else {"format": 1, "saved": []}
+        files = {}
+        for name in EVIDENCE_FILES:
+            if (self.out / name).is_file():
+                data = (self.out / name).read_bytes()
+                files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        entry = {"path": model_dir.relative_to(self.out).as_posix(), "hash": content_hash(model_dir),
+                 "step": self.step, "files": files}
+        record["saved"] = [e for e in record["saved"] if e["path"] != entry["path"]] + [entry]
+        write_json(path, record)
 
     def save_checkpoint(self, name: str | None = None) -> Path:
         path = self.out / "checkpoints" / (name or f"step-{self.step:07d}")
@@ -350,6 +372,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.main:
             publish_dir(tmp, path)
+            self._record_weights(path / "model")
             if name is None:
                 write_text(self.out / "checkpoints" / "latest", path.name)
         self.accelerator.wait_for_everyone()

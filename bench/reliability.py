@@ -1,0 +1,272 @@
+"""Reliability of the results store and the rater form under load. Prints three tables and writes
+bench/out/reliability.json.
+
+    .venv/bin/python bench/reliability.py [--processes 4] [--units 40] [--kills 5] [--raters 50] [--votes 20]
+                                          [--workers 1,4]
+
+1. concurrent runs: `--processes` `evalsuite run` processes on one SQLite store, each its own run, then as many
+   identical ones (they share the run while it is unfinished: every unit stored once, one finalizer, the others wait;
+   one that starts after the run finished makes a new run); rows stored vs expected for the runs made.
+2. kill -9 resumes: one run killed with SIGKILL `--kills` times at random moments (the last kill while it
+   finalizes), resumed by the same command each time; units stored, units computed twice, metric rows.
+3. rater load: `--raters` raters each voting on `--votes` pairs at once through `evalsuite raters serve` with each
+   number of `--workers`; requests, votes sent vs stored, 5xx, latency p50/p99/max.
+
+Every process is a real `evalsuite` command (task: a units-with-a-delay kind from an --include-path folder, model
+tiny-baseline); the clients run on the same machine as the server.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+METRIC_ROWS = 8
+
+KIND = textwrap.dedent('''
+    import time
+    from evalsuite.registry import TaskKind, Unit, register_kind
+
+    @register_kind("bench_units")
+    class BenchUnits(TaskKind):
+        """params.units units of params.delay_ms each (each logs its key first); aggregate takes params.aggregate_ms
+        and gives 8 metric rows."""
+        metrics = frozenset({f"m{i}" for i in range(8)})
+
+        def units(self):
+            return [Unit(f"u{i:04d}") for i in range(self.spec.params["units"])]
+
+        def run_unit(self, unit):
+            with open(self.spec.params["log"], "a") as f:
+                f.write(unit.key + "\\n")
+            time.sleep(self.spec.params["delay_ms"] / 1000)
+            return [dict(name="v", bin=f"b{j}", value=1.0, n=1) for j in range(3)]
+
+        def aggregate(self, samples):
+            time.sleep(self.spec.params["aggregate_ms"] / 1000)
+            return [dict(name=f"m{i}", value=float(len(samples)), n=len(samples)) for i in range(8)]
+''')
+
+
+def task_folder(root: Path, name: str, units: int, delay_ms: int, aggregate_ms: int) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "kind.py").write_text(KIND)
+    (folder / "task.yaml").write_text(
+        f"name: {name}\nversion: 1\nkind: bench_units\nmetrics: [m0]\n"
+        f"params: {{units: {units}, delay_ms: {delay_ms}, aggregate_ms: {aggregate_ms}, log: '{folder / 'log'}'}}\n")
+    (folder / "log").write_text("")
+    return folder
+
+
+def run_command(folder: Path, db: Path, seed: int) -> list[str]:
+    return [sys.executable, "-m", "evalsuite.cli", "run", "--task", folder.name, "--include-path", str(folder),
+            "--db", str(db), "--model", "tiny-baseline", "--seed", str(seed), "--no-progress"]
+
+
+def counts(db: Path) -> dict:
+    from evalsuite.store import Store
+
+    store = Store(db)
+    runs = store.runs()
+    samples = sum(len(store.samples(int(i))) for i in runs["id"])
+    units = sum(len(store.done_units(int(i))) for i in runs["id"])
+    metrics = store.metrics()
+    duplicates = int(metrics.duplicated(["run_id", "task", "name", "bin"]).sum()) if len(metrics) else 0
+    return {"runs": len(runs), "finished": int((runs["status"] == "finished").sum()), "units": units,
+            "samples": samples, "metric_rows": len(metrics), "duplicate_rows": duplicates}
+
+
+def concurrent_runs(root: Path, processes: int, units: int, delay_ms: int) -> list[dict]:
+    rows = []
+    for mode in ("separate runs", "identical runs"):
+        folder = task_folder(root, f"concurrent_{mode.split()[0]}", units, delay_ms, 200)
+        db = root / f"{folder.name}.db"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        start = time.perf_counter()
+        procs = [subprocess.Popen(run_command(folder, db, seed=i if mode == "separate runs" else 0), env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(processes)]
+        codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - start
+        got = counts(db)
+        runs = got["runs"]
+        computed = len((folder / "log").read_text().split())
+        rows.append({"mode": mode, "processes": processes, "exit_0": codes.count(0), "wall_s": round(wall, 1),
+                     **got, "expected_units": runs * units, "expected_samples": runs * units * 3,
+                     "expected_metric_rows": runs * METRIC_ROWS, "units_computed": computed})
+    return rows
+
+
+def kill_resumes(root: Path, kills: int, units: int, delay_ms: int, seed: int = 0) -> dict:
+    from evalsuite.store import Store
+
+    folder = task_folder(root, "killed", units, delay_ms, 3000)
+    db = root / "killed.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EVALSUITE_FINALIZE_LEASE_S": "3"}
+    rng = random.Random(seed)
+    cmd = run_command(folder, db, seed=0)
+    killed, killed_finalizing, processes = 0, 0, 0
+    start = time.perf_counter()
+    while killed < kills:
+        processes += 1
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        last = killed == kills - 1
+        while proc.poll() is None:  # wait for progress (or the finalizing state), then kill at a random moment
+            runs = Store(db).runs() if db.exists() else None
+            status = None if runs is None or runs.empty else runs["status"].iloc[0]
+            stored = 0 if status is None else len(Store(db).done_units(int(runs["id"].iloc[0])))
+            if (last and status == "finalizing") or (not last and stored > killed * units // (kills + 1)):
+                time.sleep(rng.uniform(0, delay_ms / 1000))
+                break
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            break  # it finished before it could be killed
+        killed_finalizing += Store(db).runs()["status"].iloc[0] == "finalizing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed += 1
+    processes += 1
+    final = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    computed = (folder / "log").read_text().split()
+    got = counts(db)
+    return {"kills": killed, "kills_while_finalizing": int(killed_finalizing), "processes": processes,
+            "last_exit": final.returncode, "wall_s": round(wall, 1), **got, "expected_units": units,
+            "expected_metric_rows": METRIC_ROWS, "units_computed": len(computed),
+            "units_computed_twice": len(computed) - len(set(computed))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rater_load(root: Path, raters: int, votes: int, workers: int) -> dict:
+    import httpx
+
+    from evalsuite.humaneval import db as he_db
+    from evalsuite.humaneval.bundle import Output, export_bundle, load_served, new_secret
+
+    folder = root / f"raters_w{workers}"
+    outputs = {s: {f"p{i:03d}": Output(f"p{i:03d}", f"Tell story {i}.", f"{s} tells story {i}.") for i in range(votes)}
+               for s in ("system_a", "system_b")}
+    export_bundle(outputs, "bench", votes, new_secret(), folder / "bundle")
+    served = load_served(folder / "bundle")
+    url = f"sqlite:///{folder / 'votes.db'}"
+    engine = he_db.make_engine(url)
+    he_db.register_bundle(engine, served.bundle_id, served.task, len(served.items))
+    tokens = [he_db.add_rater(engine, served.bundle_id, f"rater{i:03d}", sorted(served.items)) for i in range(raters)]
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "evalsuite.cli", "raters", "serve", "--bundle",
+                               str(folder / "bundle"), "--db", url, "--port", str(port), "--workers", str(workers)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(base + "/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the rater server did not start"
+                time.sleep(0.2)
+
+        def rate(i: int) -> list[tuple[str, int, float]]:
+            out = []
+            with httpx.Client(base_url=base, timeout=120) as http:
+                def timed(kind, fn):
+                    t = time.perf_counter()
+                    r = fn()
+                    out.append((kind, r.status_code, time.perf_counter() - t))
+                    return r
+                page = timed("get", lambda: http.get(f"/r/{tokens[i]}"))
+                pairs = list(dict.fromkeys(re.findall(r"/p/([0-9a-f]{24})", page.text)))
+                for j, pair in enumerate(pairs):
+                    timed("get", lambda: http.get(f"/r/{tokens[i]}/p/{pair}"))
+                    timed("post", lambda: http.post(f"/r/{tokens[i]}/p/{pair}", data={
+                        "choice": ("left", "right", "tie")[(i + j) % 3], "rev": "0"}))
+            return out
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(raters) as pool:
+            results = [r for rows in pool.map(rate, range(raters)) for r in rows]
+        wall = time.perf_counter() - start
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    stored = len(he_db.bundle_votes(engine, served.bundle_id))
+    posts = [r for r in results if r[0] == "post"]
+    lat = np.array([r[2] for r in results])
+    post_lat = np.array([r[2] for r in posts])
+    return {"workers": workers, "raters": raters, "requests": len(results), "votes_sent": len(posts),
+            "votes_accepted": sum(r[1] == 303 for r in posts), "votes_stored": stored,
+            "status_5xx": sum(r[1] >= 500 for r in results), "wall_s": round(wall, 1),
+            "requests_per_s": round(len(results) / wall, 1),
+            "p50_ms": round(1000 * float(np.percentile(lat, 50)), 1),
+            "p99_ms": round(1000 * float(np.percentile(lat, 99)), 1), "max_ms": round(1000 * float(lat.max()), 1),
+            "vote_p50_ms": round(1000 * float(np.percentile(post_lat, 50)), 1),
+            "vote_p99_ms": round(1000 * float(np.percentile(post_lat, 99)), 1)}
+
+
+def table(title: str, rows: list[dict]) -> str:
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    lines = [title, "  ".join(c.rjust(width[c]) for c in cols)]
+    lines += ["  ".join(str(r[c]).rjust(width[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--processes", type=int, default=4)
+    ap.add_argument("--units", type=int, default=40)
+    ap.add_argument("--delay-ms", type=int, default=50)
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--raters", type=int, default=50)
+    ap.add_argument("--votes", type=int, default=20)
+    ap.add_argument("--workers", default="1,4")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "reliability.json")
+    args = ap.parse_args(argv)
+    workers = [int(w) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp, tqdm(total=2 + len(workers), desc="reliability",
+                                                                         unit="part") as bar:
+        root = Path(tmp)
+        result = {"cpus": os.cpu_count()}
+        result["concurrent_runs"] = concurrent_runs(root, args.processes, args.units, args.delay_ms)
+        bar.update()
+        result["kill_resumes"] = kill_resumes(root, args.kills, args.units, 4 * args.delay_ms)
+        bar.update()
+        result["rater_load"] = []
+        for w in workers:
+            result["rater_load"].append(rater_load(root, args.raters, args.votes, w))
+            bar.update()
+    print(table("concurrent runs on one SQLite store", result["concurrent_runs"]))
+    print()
+    print(table("kill -9, then the same command resumes", [result["kill_resumes"]]))
+    print()
+    print(table(f"rater load ({os.cpu_count()} CPUs, clients on the same machine)", result["rater_load"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
