@@ -25,16 +25,18 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import fail_stale_trials
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ttt_omni.ops.validate import NonFiniteError
 from ttt_omni.train.monitor import MonitorAlarm
 
-from ..database import SQLITE_BUSY_TIMEOUT_S, database_url
+from ..database import SQLITE_BUSY_TIMEOUT_S, database_url, sqlite_transactions
 from ..errors import EvalsuiteError, NonFiniteModelError
 from ..store import Store
 from .spec import SweepSpec, decode, encode
 from .trial import TrialPruned, run_trial, trial_dir
 
+SETUP_ATTEMPTS = 5
 SPEC_ATTR = "sweep_spec"
 DIGEST_ATTR = "sweep_spec_digest"
 # a failure of the trial's setting: recorded as a failed trial, and the worker goes on
@@ -62,7 +64,18 @@ def storage(db: str | None, spec: SweepSpec | None = None) -> RDBStorage:
             heartbeat_interval=spec.heartbeat_s, grace_period=2 * spec.heartbeat_s,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries,
                                                                             inherit_intermediate_values=True))
-        return RDBStorage(url, engine_kwargs=kwargs, **beats)
+        for attempt in range(SETUP_ATTEMPTS):  # workers starting together on a new database race to make its tables
+            try:
+                rdb = RDBStorage(url, engine_kwargs=kwargs, **beats)
+                break
+            except (OperationalError, IntegrityError):
+                if attempt == SETUP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+    if url.startswith("sqlite"):  # the store's transactions (BEGIN IMMEDIATE): no upgrade deadlock between workers
+        sqlite_transactions(rdb.engine)
+        rdb.engine.dispose()
+    return rdb
 
 
 def sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
@@ -82,8 +95,15 @@ def pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
 
 def open_study(spec: SweepSpec, db: str | None = None) -> optuna.Study:
     """The spec's study, created on first use; a study of that name made from another spec is refused."""
-    study = optuna.create_study(study_name=spec.study, storage=storage(db, spec), sampler=sampler(spec),
-                                pruner=pruner(spec), direction=spec.objective.direction, load_if_exists=True)
+    for attempt in range(SETUP_ATTEMPTS):  # two workers creating the study at once: one creates, one loads
+        try:
+            study = optuna.create_study(study_name=spec.study, storage=storage(db, spec), sampler=sampler(spec),
+                                        pruner=pruner(spec), direction=spec.objective.direction, load_if_exists=True)
+            break
+        except (OperationalError, IntegrityError, optuna.exceptions.DuplicatedStudyError):
+            if attempt == SETUP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
     attrs = study.user_attrs
     if DIGEST_ATTR not in attrs:
         study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))

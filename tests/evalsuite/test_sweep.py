@@ -173,10 +173,10 @@ def test_two_workers_share_one_study_and_run_each_point_once(tmp_path, conversat
     db = tmp_path / "s.db"
     spec_path = write_spec(tmp_path, conversations, study="pair")
     workers = [subprocess.Popen([sys.executable, "-m", "ttt_omni.cli", "sweep", str(spec_path), "--db", str(db),
-                                 "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                 "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0]
+    outputs, errors = zip(*(w.communicate(timeout=600) for w in workers))
+    assert [w.returncode for w in workers] == [0, 0], [e[-3000:] for e in errors]
     assert all("2/2 trials settled" in out for out in outputs)
     trials = optuna.load_study(study_name="pair", storage=f"sqlite:///{db}").trials
     assert sorted(t.params["model_overrides.ttt_type"] for t in trials) == ["linear", "mlp"]
