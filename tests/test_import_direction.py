@@ -1,6 +1,6 @@
-"""Dependencies point one way: ops -> layers -> cache -> models -> convert/conversation -> speech -> train, evalsuite
-above ttt_omni, the dashboard above evalsuite, the two command lines on top. Every import counts, also one inside a
-function (that is where cycles used to hide); imports under `if TYPE_CHECKING:` do not, they never run."""
+"""Dependencies point one way: ops -> layers -> cache -> models -> convert/conversation -> speech -> train -> distill,
+evalsuite above ttt_omni, the dashboard above evalsuite, the two command lines on top. Every import counts, also one
+inside a function (that is where cycles used to hide); imports under `if TYPE_CHECKING:` do not, they never run."""
 from __future__ import annotations
 
 import ast
@@ -16,9 +16,10 @@ LAYERS = [
     ["ttt_omni.layers"],
     ["ttt_omni.cache"],
     ["ttt_omni.models"],
-    ["ttt_omni.convert", "ttt_omni.conversation"],
+    ["ttt_omni.convert", "ttt_omni.conversation", "ttt_omni.delta", "ttt_omni.smollm2"],
     ["ttt_omni.speech"],
     ["ttt_omni.train"],
+    ["ttt_omni.distill"],
     ["evalsuite"],
     ["dashboards"],
     ["ttt_omni.cli", "evalsuite.cli", "ttt_omni.__main__", "evalsuite.__main__"],

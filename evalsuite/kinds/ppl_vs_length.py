@@ -39,6 +39,23 @@ class PplVsLength(TaskKind):
             raise TaskSpecError(f"{where}: dataset.source must be 'books' (the bundled corpus) or give dataset.path")
         check_section(spec, "params", Params)
 
+    def notes(self) -> list[str]:
+        """Says when full-attention layers run past the positions the model was trained on (RoPE distances it has
+        not seen): a model scored in rolling windows never does, nor one whose attention is a sliding window."""
+        config = getattr(self.model.model, "config", None)
+        limit = getattr(config, "max_position_embeddings", None)
+        longest = max(self.spec.lengths)
+        if self.model.context_limit is not None or limit is None or longest <= limit:
+            return []
+        if getattr(config, "attention_window", None) is not None:
+            return []
+        full = len(getattr(config, "attention_layers", range(getattr(config, "num_hidden_layers", 0))))
+        if not full:
+            return []
+        return [f"{self.model.model_id} streams documents past max_position_embeddings={limit}: its {full} "
+                f"full-attention layers attend over distances it was not trained on in the bins beyond {limit} tokens "
+                f"(up to {longest}); bounded-memory mode (@window=N) keeps every distance inside its window"]
+
     def param(self, key: str):
         value = self.spec.params.get(key)
         return PARAM_DEFAULTS[key] if value is None else value

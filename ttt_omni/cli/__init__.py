@@ -1,4 +1,4 @@
-"""`ttt-omni`: convert | chat | try-speech | train | monitor | sweep.
+"""`ttt-omni`: convert | distill | chat | try-speech | train | monitor | sweep.
 
 Each command lives in its own module and registers its subcommand; every command sets `func(args) -> int`. Bad
 input (ValueError or OSError from the library, whose messages name the input and what was expected, a training
@@ -16,7 +16,7 @@ from ttt_omni import __version__
 from ttt_omni.extras import missing_extra
 from ttt_omni.train.monitor import MonitorAlarm
 
-from . import chat, convert, sweep, train, try_speech
+from . import chat, convert, distill, sweep, train, try_speech
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ttt-omni {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     convert.register(subparsers)
+    distill.register(subparsers)
     chat.register(subparsers)
     try_speech.register(subparsers)
     train.register(subparsers, add_db_option)

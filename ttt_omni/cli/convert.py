@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("--ttt-base-lr", type=float, default=1.0)
     p.add_argument("--attention-window", type=int, default=None,
                    help="sliding-window attention in the kept layers (bounded-memory mode)")
+    p.add_argument("--attention-sinks", type=int, default=0,
+                   help="with --attention-window: the first N tokens stay visible besides the window (StreamingLLM)")
     p.add_argument("--seed", type=int, default=0, help="seed of the inner models' random initial weights")
     p.add_argument("--init-std", type=float, default=0.02, help="std of the inner models' initial weights")
     p.add_argument("--speech-encoder", default=None,
@@ -43,7 +45,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     options = dict(ttt_layers=args.ttt_layers, ttt_type=args.ttt_type, mini_batch_size=args.mini_batch_size,
-                   ttt_base_lr=args.ttt_base_lr, attention_window=args.attention_window, seed=args.seed,
+                   ttt_base_lr=args.ttt_base_lr, attention_window=args.attention_window,
+                   attention_sinks=args.attention_sinks, seed=args.seed,
                    init_std=args.init_std)
     if is_omni_checkpoint(args.source):
         report = convert_omni_checkpoint(args.source, args.output, speech_encoder=args.speech_encoder, **options)

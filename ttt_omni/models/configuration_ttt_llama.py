@@ -18,6 +18,8 @@ class TTTLlamaConfig(LlamaConfig):
     ttt_base_lr: base inner learning rate (eta = base_lr * sigmoid(learned gate) / head_dim inside the layer).
     attention_window: None keeps full attention in the remaining layers; an int makes them sliding-window
         attention over that many tokens, and their KV cache is then bounded (bounded-memory mode).
+    attention_sinks: with attention_window, the first this-many tokens of the sequence stay visible to every
+        windowed attention layer besides the window (attention sinks, StreamingLLM; 0 = a plain sliding window).
     scan_checkpoint_every: gradient-checkpoint the TTT scan every N mini-batches (training memory; None = off).
     """
 
@@ -30,6 +32,7 @@ class TTTLlamaConfig(LlamaConfig):
     mini_batch_size: int = 64
     ttt_base_lr: float = 1.0
     attention_window: int | None = None
+    attention_sinks: int = 0
     scan_checkpoint_every: int | None = None
 
     def __post_init__(self, **kwargs):
@@ -54,6 +57,11 @@ class TTTLlamaConfig(LlamaConfig):
             raise ValueError(f"mini_batch_size={self.mini_batch_size} must be a positive number of tokens")
         if self.attention_window is not None and self.attention_window < 1:
             raise ValueError(f"attention_window={self.attention_window} must be None (full attention) or >= 1 tokens")
+        if self.attention_sinks < 0:
+            raise ValueError(f"attention_sinks={self.attention_sinks} must be >= 0 tokens")
+        if self.attention_sinks and self.attention_window is None:
+            raise ValueError(f"attention_sinks={self.attention_sinks} needs attention_window (sink tokens are what a "
+                             "sliding window keeps besides its window); set attention_window or attention_sinks=0")
         if self.scan_checkpoint_every is not None and self.scan_checkpoint_every < 1:
             raise ValueError(f"scan_checkpoint_every={self.scan_checkpoint_every} must be None or >= 1 mini-batches")
 

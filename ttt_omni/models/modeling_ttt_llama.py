@@ -4,9 +4,14 @@ Everything that is plain Llama (embeddings, RMSNorm, rotary embedding, MLP, the 
 the attention in the kept layers) is transformers' own code. What TTT changes:
   * `TTTAttention` takes `LlamaAttention`'s place inside a `LlamaDecoderLayer` and keeps its state in the cache;
   * `TTTLlamaModel.forward` creates a `TTTHybridCache`, builds the sliding-window mask in bounded-memory mode, and
-    refuses padding that the TTT layers would otherwise learn from.
+    refuses padding that the TTT layers would otherwise learn from;
+  * with attention sinks (bounded-memory mode keeping the first tokens too), the kept layers' attention is
+    `SinkWindowAttention`: our own mask over the positions the cache holds, and no query-sink distance beyond the
+    window.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,16 +19,20 @@ from transformers import initialization as init
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.llama.modeling_llama import (
+    LlamaAttention,
     LlamaDecoderLayer,
     LlamaForCausalLM,
     LlamaModel,
     LlamaPreTrainedModel,
     LlamaRMSNorm,
     LlamaRotaryEmbedding,
+    apply_rotary_pos_emb,
+    repeat_kv,
+    rotate_half,
 )
 from transformers.utils.output_capturing import capture_outputs
 
-from ttt_omni.cache import TTTHybridCache
+from ttt_omni.cache import TTTHybridCache, sink_window_positions
 from ttt_omni.hf_compat import CACHE_ARG, take_cache
 from ttt_omni.layers import TTTInnerParams, TTTLinear, TTTMLP
 from ttt_omni.ops.validate import NonFiniteError
@@ -113,6 +122,100 @@ def _check_padding(attention_mask: torch.Tensor | None, caching: bool) -> None:
             "equal-length sequences.")
 
 
+SINK_QUERY_BLOCK = 256  # queries scored together: each block reads only the keys its window can reach
+
+
+@dataclass
+class SinkWindowLayout:
+    """What every `SinkWindowAttention` of one forward needs (built once by the model, `sink_window_layout`).
+
+    mask: [batch, 1, queries, keys] bool, True where the query sees the key; the keys are the ones the cache holds
+        after the past tokens (`sink_window_positions`) followed by the new tokens.
+    sink_columns: the first this-many keys are sinks (positions < attention_sinks).
+    rotation: (cos, sin) [batch, queries, head_dim] of the RoPE rotation that moves a query from its position q to
+        min(q, attention_window + attention_sinks - 1); a query scores the sinks from there.
+    blocks: (first query, end query, first key, end key): beside the sinks, a block of queries sees only those keys.
+    """
+
+    mask: torch.Tensor
+    sink_columns: int
+    rotation: tuple[torch.Tensor, torch.Tensor]
+    blocks: list[tuple[int, int, int, int]]
+
+
+def sink_window_layout(config: TTTLlamaConfig, rotary: LlamaRotaryEmbedding, inputs_embeds: torch.Tensor,
+                       attention_mask: torch.Tensor | None, position_ids: torch.Tensor, past: int) -> SinkWindowLayout:
+    """A sliding window with attention sinks: a query at position q sees the key at position k when k <= q and
+    (q - k < attention_window or k < attention_sinks). Where a sink lies outside the window, the query scores it as
+    if it stood at position attention_window + attention_sinks - 1, so no query-sink distance exceeds what the
+    window itself spans (StreamingLLM numbers positions inside the cache for the same reason: a model has not seen
+    distances beyond its training context). A 2-D `attention_mask` (1 = token, 0 = padding) hides padded keys;
+    every query still sees itself, so a padded row stays finite."""
+    batch, device = inputs_embeds.shape[0], inputs_embeds.device
+    window, sinks = config.attention_window, config.attention_sinks
+    q = position_ids.to(device).expand(batch, -1)
+    k = torch.cat([sink_window_positions(past, window, sinks).to(device).expand(batch, -1), q], dim=1)
+    if q.shape[1] > 1 and not bool((q[:, 1:] > q[:, :-1]).all()):
+        raise ValueError("attention sinks need increasing position_ids within a forward")
+    sink_columns = int((k[0] < sinks).sum())
+    allowed = (k[:, None, :] <= q[:, :, None]) & ((q[:, :, None] - k[:, None, :] < window) | (k[:, None, :] < sinks))
+    if attention_mask is not None:
+        if attention_mask.dim() != 2 or attention_mask.shape[-1] <= int(k.max()):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; with attention sinks it must be "
+                             f"2-D [batch, tokens so far] covering position {int(k.max())}")
+        keep = attention_mask.to(device).bool().gather(1, k)
+        allowed = (allowed & keep[:, None, :]) | (k[:, None, :] == q[:, :, None])
+    shift = q.clamp(max=window + sinks - 1) - q
+    freqs = shift[..., None].float() * rotary.inv_freq.float().to(device)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    rotation = (emb.cos().to(inputs_embeds.dtype), emb.sin().to(inputs_embeds.dtype))
+    blocks = []
+    for a in range(0, q.shape[1], SINK_QUERY_BLOCK):
+        b = min(a + SINK_QUERY_BLOCK, q.shape[1])
+        lo = int(torch.searchsorted(k[0].contiguous(), q[0, a] - window + 1))
+        hi = int(torch.searchsorted(k[0].contiguous(), q[0, b - 1], right=True))
+        blocks.append((a, b, max(lo, sink_columns), max(hi, sink_columns)))
+    return SinkWindowLayout(allowed[:, None], sink_columns, rotation, blocks)
+
+
+class SinkWindowAttention(LlamaAttention):
+    """Llama attention (transformers' projections and RoPE) over a sliding window plus attention sinks, as
+    `sink_window_layout` defines it: the sink keys are scored with the query rotated by `layout.rotation`, the
+    window's keys with the query itself, and one softmax covers both."""
+
+    def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
+                attention_mask=None, *, sink_layout: SinkWindowLayout, **kwargs):
+        cache = take_cache(kwargs, "SinkWindowAttention")
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
+        key, value = repeat_kv(key, self.num_key_value_groups), repeat_kv(value, self.num_key_value_groups)
+        n, mask = sink_layout.sink_columns, sink_layout.mask
+        cos, sin = (t[:, None] for t in sink_layout.rotation)
+        sink_query = query * cos + rotate_half(query) * sin
+        out = torch.empty_like(query)
+        for a, b, lo, hi in sink_layout.blocks:
+            scores = torch.cat([sink_query[:, :, a:b] @ key[:, :, :n].transpose(2, 3),
+                                query[:, :, a:b] @ key[:, :, lo:hi].transpose(2, 3)], dim=-1) * self.scaling
+            seen = torch.cat([mask[:, :, a:b, :n], mask[:, :, a:b, lo:hi]], dim=-1)
+            probs = torch.softmax(scores.float().masked_fill(~seen, float("-inf")), dim=-1).to(value.dtype)
+            out[:, :, a:b] = probs @ torch.cat([value[:, :, :n], value[:, :, lo:hi]], dim=-2)
+        return self.o_proj(out.transpose(1, 2).reshape(*input_shape, -1)), None
+
+
+class SinkWindowDecoderLayer(LlamaDecoderLayer):
+    """A kept (attention) decoder layer of a model with attention sinks."""
+
+    def __init__(self, config: TTTLlamaConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self.self_attn = SinkWindowAttention(config, layer_idx)
+
+
 class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
     def __init__(self, config: TTTLlamaConfig):
         TTTLlamaPreTrainedModel.__init__(self, config)
@@ -120,8 +223,10 @@ class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
         self.vocab_size = config.vocab_size
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         ttt = set(config.ttt_layers)
+        kept = SinkWindowDecoderLayer if config.attention_window is not None and config.attention_sinks else \
+            LlamaDecoderLayer
         self.layers = nn.ModuleList(
-            [(TTTDecoderLayer if i in ttt else LlamaDecoderLayer)(config, i) for i in range(config.num_hidden_layers)]
+            [(TTTDecoderLayer if i in ttt else kept)(config, i) for i in range(config.num_hidden_layers)]
         )
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config=config)
@@ -159,15 +264,21 @@ class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen).unsqueeze(0)
 
         window = self.config.attention_window
-        mask_fn = create_causal_mask if window is None else create_sliding_window_causal_mask
-        causal_mask = mask_fn(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            **{CACHE_ARG: cache},
-        )
-        if window is not None:
+        if window is not None and self.config.attention_sinks:
+            past = cache.get_seq_length() if cache is not None else 0
+            kwargs["sink_layout"] = sink_window_layout(self.config, self.rotary_emb, inputs_embeds, attention_mask,
+                                                       position_ids, past)
+            causal_mask = None
+        else:
+            mask_fn = create_causal_mask if window is None else create_sliding_window_causal_mask
+            causal_mask = mask_fn(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                **{CACHE_ARG: cache},
+            )
+        if window is not None and not self.config.attention_sinks:
             kwargs["sliding_window"] = window  # read by the flash-attention kernels; sdpa/eager use the mask
 
         hidden_states = inputs_embeds
@@ -211,4 +322,5 @@ class TTTLlamaForCausalLM(TTTLlamaPreTrainedModel, LlamaForCausalLM):
         return super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
 
 
-__all__ = ["TTTLlamaForCausalLM", "TTTLlamaModel", "TTTLlamaPreTrainedModel", "TTTAttention", "TTTDecoderLayer"]
+__all__ = ["TTTLlamaForCausalLM", "TTTLlamaModel", "TTTLlamaPreTrainedModel", "TTTAttention", "TTTDecoderLayer",
+           "SinkWindowAttention"]

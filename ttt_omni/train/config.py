@@ -54,6 +54,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard with FSDP2 across the launched processes (torchrun / accelerate launch)
     train_only_ttt: bool = False
+    # text: with a teacher (an HF checkpoint directory with the same vocabulary, e.g. the model a TTT hybrid was
+    # converted from), the loss adds kl_weight x KL(teacher || model) of the next-token distributions
+    teacher: str | None = None
+    kl_weight: Annotated[Number, Field(ge=0)] = 0.0
     # Text: TTT state is carried across a conversation's windows and reset at its boundary; with N it is also reset
     # every N windows (1: every window starts fresh, as in TTT-LM training). Carried states were computed under older
     # weights: over hundreds of windows they go stale, and a model can learn to switch its carried update off.
@@ -116,6 +120,9 @@ class TrainConfig:
             raise ValueError(f"{source}: set exactly one of `preset` and `model_from`")
         if (self.books_split is None) == (self.jsonl is None):
             raise ValueError(f"{source}: set exactly one of `books_split` and `jsonl`")
+        if (self.kl_weight > 0) != (self.teacher is not None):
+            raise ValueError(f"{source}: kl_weight={self.kl_weight} and teacher={self.teacher!r}: set both (a weight "
+                             "> 0 and a teacher checkpoint) or neither")
         seen = set()
         for i, entry in enumerate(self.stages, 1):
             number = entry.get("stage")

@@ -24,13 +24,18 @@ from .data import LanePacker
 class TextWindows:
     """Each process's rows (lanes) of the packer's global batch of windows. A lane's TTT state at the end of a step
     is the start state of its next window (detached: truncated backprop through time) unless that window starts a
-    new conversation, or `state_reset_every` windows have passed."""
+    new conversation, or `state_reset_every` windows have passed. With a `teacher` (a frozen causal LM) the loss
+    adds `kl_weight` x KL(teacher || model) of the next-token distributions at the labelled positions."""
 
     log_parts: tuple[str, ...] = ()
 
-    def __init__(self, packer: LanePacker, accelerator, ttt_layers: list[int], state_reset_every: int | None):
+    def __init__(self, packer: LanePacker, accelerator, ttt_layers: list[int], state_reset_every: int | None,
+                 teacher=None, kl_weight: float = 0.0):
         self.packer, self.accelerator = packer, accelerator
         self.ttt_layers, self.state_reset_every = ttt_layers, state_reset_every
+        self.teacher, self.kl_weight = teacher, kl_weight
+        if teacher is not None:
+            self.log_parts = ("lm", "kl")
         rows = packer.batch_size // accelerator.num_processes
         self.rows = slice(accelerator.process_index * rows, (accelerator.process_index + 1) * rows)
 
@@ -57,7 +62,14 @@ class TextWindows:
             # Each window starts at position 0 (attention starts afresh); TTT carries its weights across windows.
             carried = {i: replace(cache.get_ttt_state(i).detach(), seen=0) for i in self.ttt_layers}
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-        return {"loss": loss}, carried
+        if self.teacher is None:
+            return {"loss": loss}, carried
+        with torch.no_grad(), self.accelerator.autocast():
+            target = self.teacher(input_ids=input_ids, use_cache=False).logits
+        kept = labels.flatten() != IGNORE_INDEX
+        kl = F.kl_div(F.log_softmax(logits.float().flatten(0, 1)[kept], -1),
+                      F.log_softmax(target.float().flatten(0, 1)[kept], -1), log_target=True, reduction="batchmean")
+        return {"loss": loss + self.kl_weight * kl, "lm": loss, "kl": kl}, carried
 
 
 class SpeechConversations:

@@ -185,7 +185,11 @@ class Trainer:
         self._say(f"tokenising {len(dialogues)} conversations into windows of {cfg.context} tokens")
         packer = LanePacker([tokenize(d, self.tokenizer) for d in dialogues], cfg.batch_size * self.world,
                             cfg.context, mb, seed=cfg.seed, pad_id=self.tokenizer.pad_token_id or 0)
-        return model, TextWindows(packer, self.accelerator, list(ttt), cfg.state_reset_every)
+        teacher = None
+        if cfg.teacher:
+            teacher = AutoModelForCausalLM.from_pretrained(cfg.teacher).to(self.accelerator.device)
+            teacher.eval().requires_grad_(False)
+        return model, TextWindows(packer, self.accelerator, list(ttt), cfg.state_reset_every, teacher, cfg.kl_weight)
 
     def _speech(self, unit_extractor) -> tuple[torch.nn.Module, SpeechConversations]:
         cfg = self.cfg
