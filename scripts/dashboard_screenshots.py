@@ -13,7 +13,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the shared test helpers: support.*
+# the checkout first (tests/evalsuite must not shadow the package), then the shared test helpers: support.*
+sys.path[:0] = [str(ROOT)]
+sys.path.append(str(ROOT / "tests"))
 
 from support.browser import chromium_page, open_dashboard_page, served_dashboard  # noqa: E402
 

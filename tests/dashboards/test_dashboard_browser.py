@@ -63,3 +63,21 @@ def test_dashboard_in_chromium(filled_store, tmp_path):
     img = Image.open(tmp_path / "ppl.png").convert("L")
     lo, hi = img.getextrema()
     assert hi - lo > 100 and sum(1 for c in img.histogram() if c) > 20  # not blank: text, lines and bands are drawn
+
+
+def test_the_screenshot_script_shoots_every_page(filled_store, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "dashboard_screenshots.py"
+    run = subprocess.run([sys.executable, str(script), "--db", filled_store["url"], "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shots = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert shots[0] == "01-runs.png" and "07-gate.png" in shots and len(shots) >= 8
+    for name in shots:
+        lo, hi = Image.open(tmp_path / name).convert("L").getextrema()
+        assert hi - lo > 100, name  # something is drawn on every page
