@@ -1,5 +1,5 @@
-"""ttt-omni results dashboard: runs, ppl vs length, retrieval heatmaps, generation quality, ASR-WER drift, human eval,
-the TTT monitor of training runs, the curriculum gate and the leaderboards.
+"""ttt-omni results dashboard: runs, ppl vs length, generation quality, ASR-WER drift, human eval, the TTT monitor
+of training runs, the curriculum gate, the leaderboards, hyperparameter sweeps and retrieval heatmaps.
 
 It reads the results store ($EVALSUITE_DB or results/evalsuite.db; `evalsuite dashboard --db URL` sets it) and
 computes no metric itself; the only thing it writes is a person's gate decision (approve / reject / override).
@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 from dashboards import data  # noqa: E402
 from evalsuite.database import database_url, redact  # noqa: E402
 from evalsuite.errors import EvalsuiteError  # noqa: E402
-from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, retrieval, runs  # noqa: E402
+from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, retrieval, runs, sweeps  # noqa: E402
 
 PAGES = {
     "Runs": runs.render,
@@ -26,7 +26,8 @@ PAGES = {
     "Training monitor": monitor.render,
     "Gate": gate.render,
     "Leaderboards": leaderboards.render,
-    "Retrieval heatmaps": retrieval.render,  # last: the docs' screenshots 01-08 keep their numbers
+    "Sweeps": sweeps.render,
+    "Retrieval heatmaps": retrieval.render,  # after main's pages: the docs' screenshots keep their numbers
 }
 
 st.set_page_config(page_title="ttt-omni results", layout="wide")

@@ -86,6 +86,12 @@ def make_engine(url: str) -> Engine:
                              "expected a path in a writable folder") from None
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
                            pool_size=20, max_overflow=20)
+    return sqlite_transactions(engine)
+
+
+def sqlite_transactions(engine: Engine) -> Engine:
+    """SQLite's settings for several writers (WAL, busy timeout, BEGIN IMMEDIATE) on an engine's new connections;
+    also for engines made elsewhere on the same file (Optuna's study storage)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):

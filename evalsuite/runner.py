@@ -61,9 +61,10 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
              include_paths: list[str] = (), limit: int | None = None, device: str = "cpu", seed: int = 0,
              corpus: str | None = None, lengths: list[int] | None = None, rank: int | None = None,
              world_size: int | None = None, resume: bool = True, progress: bool = True,
-             name: str | None = None) -> RunResult:
+             name: str | None = None, extra_config: dict | None = None) -> RunResult:
     """Run `task` (a name, `lm_eval:NAME`, or a TaskSpec) on `model` (a spec string or a LoadedModel). `name`
-    labels the model in tables and plots instead of its checkpoint folder's name (the hash identifies it)."""
+    labels the model in tables and plots instead of its checkpoint folder's name (the hash identifies it).
+    `extra_config` is recorded in the run's config (and identity) beside the task's, e.g. a sweep trial's parameters."""
     store = store or Store()
     env_rank, env_world = shard_from_env()
     rank = env_rank if rank is None else rank
@@ -95,7 +96,7 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
     units = kind.units()
     if not units:
         raise CorpusError(f"task {spec.name}: no units of work (empty corpus or a limit of 0)")
-    config, env, data = kind.config(), environment(loaded.model), kind.data_identity(units)
+    config, env, data = {**kind.config(), **(extra_config or {})}, environment(loaded.model), kind.data_identity(units)
     model_id, model_hash = kind.subject() or (loaded.model_id, loaded.model_hash)
     identity = dict(task=spec.name, task_version=spec.version, model_hash=model_hash, config=config, seed=seed)
     run_id = store.start_run(**identity, task_kind=spec.kind, model_id=model_id,

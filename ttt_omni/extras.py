@@ -10,6 +10,7 @@ EXTRA_OF_MODULE = {
                      "whisper_normalizer"], "speech-eval"),
     **dict.fromkeys(["fastapi", "uvicorn", "multipart", "python_multipart", "jinja2"], "humaneval"),
     **dict.fromkeys(["streamlit", "altair"], "dashboard"),
+    "optuna": "sweep",
 }
 
 

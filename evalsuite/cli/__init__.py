@@ -1,4 +1,5 @@
-"""`evalsuite`: run | list | show | export | plot | migrate | lm-eval | pairs | raters | gate | dashboard | leaderboard.
+"""`evalsuite`: run | list | show | export | plot | migrate | lm-eval | pairs | raters | gate | dashboard | leaderboard
+| sweep.
 
 Each command group lives in its own module and registers its subcommands; every command sets `func(args) -> int`.
 Bad input (an `EvalsuiteError`, or a module of an extra that is not installed) is one line on stderr and exit 2;
@@ -12,7 +13,7 @@ import sys
 from ttt_omni.extras import missing_extra
 
 from ..errors import EvalsuiteError
-from . import humaneval, results, review
+from . import humaneval, results, review, sweep
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "registered: evalsuite lm-eval --model ttt-omni --model_args pretrained=PATH --tasks ...")
     humaneval.register(sub, add_db_option)
     review.register(sub, add_db_option)
+    sweep.register(sub, add_db_option)
     return parser
 
 
