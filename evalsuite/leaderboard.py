@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-import yaml
 from pydantic import Field
 
 from ttt_omni.atomic import write_text
 from ttt_omni.resources import bundled
-from ttt_omni.schema import Schema, validate
+from ttt_omni.schema import Schema, read_mapping, validate
 
 from .errors import EvalsuiteError
 from .store import Store
@@ -71,12 +70,7 @@ def load_definitions(directory: str | Path | None = None) -> list[Board]:
 
 
 def load_definition(path: Path) -> Board:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise LeaderboardError(f"{path}: malformed YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise LeaderboardError(f"{path}: expected a mapping with name, title, task, metrics")
+    data = read_mapping(path, LeaderboardError, "a mapping with name, title, task, metrics")
     b = validate(BoardSchema, data, str(path), LeaderboardError)
     return Board(name=b.name, title=b.title, task=b.task, metrics=b.metrics if isinstance(b.metrics, list) else
                  [b.metrics], description=b.description, bins=b.bins or None, digits=b.digits, sort_by=b.sort_by,

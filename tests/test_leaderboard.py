@@ -73,7 +73,9 @@ def test_bad_definitions_are_named(tmp_path, capsys):
     for text, message in [("name: x\ntitle: X\ntask: t\nmetrics: [m]\ndigits: many\n", "digits: expected an integer"),
                           ("name: x y\ntitle: X\ntask: t\nmetrics: [m]\n", "name: expected text matching"),
                           ("name: x\ntitle: X\ntask: t\nmetrics: [m]\ndescending: 'yes'\n",
-                           "descending: expected true or false, got 'yes'")]:
+                           "descending: expected true or false, got 'yes'"),
+                          ("name: [x\n", "bad.yaml: malformed YAML"),
+                          ("- a list\n", "bad.yaml: expected a mapping with name, title, task, metrics, got list")]:
         bad.write_text(text)
         with pytest.raises(LeaderboardError, match=message):
             load_definition(bad)

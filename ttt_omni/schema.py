@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -46,6 +48,17 @@ _EXPECTED = {
 }
 _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
 _UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+
+
+def read_mapping(path: Path, error: type[Exception] = ValueError, expected: str = "a mapping") -> dict:
+    """The YAML mapping in the file `path`; malformed YAML or another top-level value is one `error` naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise error(f"{path}: malformed YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected {expected}, got {type(data).__name__}")
+    return data
 
 
 def validate(schema: Any, data: Any, where: str, error: type[Exception] = ValueError, section: str = "") -> Any:

@@ -27,13 +27,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from huggingface_hub.errors import StrictDataclassError
 from pydantic import Field, model_validator
 
 from ttt_omni.models.presets import preset_config
 from ttt_omni.resources import bundled
-from ttt_omni.schema import Number, Schema, validate
+from ttt_omni.schema import Number, Schema, read_mapping, validate
 from ttt_omni.train.config import TrainConfig
 
 from ..errors import EvalsuiteError
@@ -177,12 +176,7 @@ def decode(space: Space, value: Scalar) -> Any:
 def load_spec(path: str | Path) -> SweepSpec:
     """The sweep spec at `path` (a YAML file, or a bundled preset name: ablation-ttt-type, configs/sweeps/...)."""
     path = spec_path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SweepSpecError(f"{path}: malformed YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise SweepSpecError(f"{path}: expected a mapping (study, train, space, ...), got {type(data).__name__}")
+    data = read_mapping(path, SweepSpecError, "a mapping (study, train, space, ...)")
     spec = validate(SweepSpec, data, str(path), SweepSpecError)
     points = spec.grid_points() if spec.sampler == "grid" else [{n: _first(s) for n, s in spec.space.items()}]
     for point in points:  # every setting must be one the trainer and the model accept

@@ -9,7 +9,6 @@ from dataclasses import asdict, field, fields
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from huggingface_hub.errors import StrictDataclassError
 from pydantic import Field, ValidationError
 from pydantic.dataclasses import dataclass
@@ -17,7 +16,7 @@ from pydantic.dataclasses import dataclass
 from ttt_omni.models.configuration_ttt_llama import TTTLlamaConfig
 from ttt_omni.models.presets import preset_config
 from ttt_omni.resources import config_path
-from ttt_omni.schema import STRICT, Number, PositiveInt, PositiveNumber, describe
+from ttt_omni.schema import STRICT, Number, PositiveInt, PositiveNumber, describe, read_mapping
 
 # model_overrides may set any TTT-Llama config field except these (vocab_size comes from the tokenizer)
 NOT_OVERRIDABLE = {"_name_or_path", "architectures", "model_type", "transformers_version", "vocab_size"}
@@ -74,12 +73,7 @@ class TrainConfig:
         """A YAML file, or the name of a bundled config (`tiny-ttt`, `configs/tiny-ttt.yaml`) from anywhere;
         `overrides` (option -> value) apply last, after the stage's."""
         path = config_path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: malformed YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of training options, got {type(data).__name__}")
+        data = read_mapping(path, ValueError, "a mapping of training options")
         cfg = cls.from_dict(data, stage=stage, source=str(path))
         if not overrides:
             return cfg
