@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 import streamlit as st  # noqa: E402
 
 from dashboards import data  # noqa: E402
-from evalsuite.database import database_url, redact  # noqa: E402
+from evalsuite.database import database_url, mask_passwords, redact  # noqa: E402
 from evalsuite.errors import EvalsuiteError  # noqa: E402
 from dashboards.views import curves, gate, human, leaderboards, monitor, ppl, retrieval, runs, sweeps  # noqa: E402
 
@@ -45,4 +45,7 @@ except EvalsuiteError as e:  # e.g. a file that is not a database: say so, with 
     st.stop()
 page = st.sidebar.radio("Page", list(PAGES), key="page")
 st.sidebar.caption(f"results store: {redact(url)}")
-PAGES[page](store)
+try:
+    PAGES[page](store)
+except EvalsuiteError as e:  # a page's error may quote a URL (a sweep's storage): never its password
+    st.error(mask_passwords(str(e)))

@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 
 from evalsuite import gate_db
-from evalsuite.database import redact
+from evalsuite.database import mask_passwords, redact
 from evalsuite.store import Store
 
 DEMO = ".venv/bin/evalsuite run --task ppl_vs_length          # the README's demo: tiny model, bundled books"
@@ -22,7 +22,8 @@ def missing_store(url: str) -> str | None:
     try:
         parsed = make_url(url)
     except Exception as e:  # noqa: BLE001  (any malformed URL: say which and why)
-        return f"The results store URL {redact(url)!r} is not a valid SQLAlchemy URL ({e}). Set EVALSUITE_DB or --db."
+        return (f"The results store URL {redact(url)!r} is not a valid SQLAlchemy URL ({mask_passwords(str(e))}). Set "
+                "EVALSUITE_DB or --db.")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).is_file():
         return (f"No results yet: there is no results store at {parsed.database}.\n\nRun an evaluation first, e.g.\n\n"

@@ -32,9 +32,8 @@ def checkpoint_path(checkpoint: str | Path) -> tuple[str, Path]:
     return kind, path
 
 
-def checkpoint_identity(checkpoint: str | Path, *, verify: bool = False) -> tuple[str, str]:
-    """(model_id, model_hash) of an HF checkpoint directory, or of a model spec. `verify=True` reads every byte
-    (what a decision is bound to); otherwise a cached hash may be used (evalsuite.models.content_hash)."""
+def checkpoint_identity(checkpoint: str | Path) -> tuple[str, str]:
+    """(model_id, model_hash) of an HF checkpoint directory, or of a model spec; the hash read from every byte."""
     kind, path = checkpoint_path(checkpoint)
     model_id = TINY_CHECKPOINTS.get(str(checkpoint).strip()) or f"{kind}:{display_name(path)}"
-    return model_id, content_hash(path, verify=verify)
+    return model_id, content_hash(path)

@@ -19,13 +19,13 @@ class Document:
     line: int | None = None  # for .jsonl documents
 
     def read(self) -> str:
+        return self.text(self.raw())
+
+    def text(self, raw: bytes) -> str:
+        """The document's text from its raw bytes; an undecodable or empty document is a CorpusError."""
         try:
-            if self.line is None:
-                text = self.path.read_text(encoding="utf-8")
-            else:
-                raw = self.path.read_text(encoding="utf-8").splitlines()[self.line - 1]
-                text = json.loads(raw)["text"]
-        except (OSError, UnicodeDecodeError) as e:
+            text = raw.decode("utf-8") if self.line is None else json.loads(raw)["text"]
+        except UnicodeDecodeError as e:
             raise CorpusError(f"corpus document {self.path} is unreadable ({e}); expected UTF-8 text") from None
         if not text.strip():
             raise CorpusError(f"corpus document {self.key} ({self.path}) is empty")
@@ -43,10 +43,13 @@ class Document:
 
 def corpus_hash(docs: list[Document]) -> str:
     """sha256 (16 hex) over the documents' keys and bytes, in key order: the same documents give the same hash
-    wherever they lie (a copy of the eval books is the eval books), any other set or content another."""
+    wherever they lie (a copy of the eval books is the eval books), any other set or content another. An unreadable or
+    empty document is refused here, before a run is made of it."""
     h = hashlib.sha256()
     for doc in sorted(docs, key=lambda d: d.key):
-        h.update(doc.key.encode() + b"\0" + hashlib.sha256(doc.raw()).digest())
+        raw = doc.raw()
+        doc.text(raw)
+        h.update(doc.key.encode() + b"\0" + hashlib.sha256(raw).digest())
     return h.hexdigest()[:16]
 
 

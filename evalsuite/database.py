@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, event, inspect
+from sqlalchemy import Index, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
@@ -36,12 +36,21 @@ class MigrationNeeded(EvalsuiteError):
     """Existing rows break a unique index that this version adds: the store needs `evalsuite migrate`."""
 
 
+URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
 def redact(url: str) -> str:
     """The URL with its password replaced by ***, for messages and printed output."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        return mask_passwords(url)
+
+
+def mask_passwords(text: str) -> str:
+    """`text` with the password of every URL in it (scheme://user:PASSWORD@host) replaced by ***: for messages that
+    may quote a URL from anywhere (a driver's error, a study's storage)."""
+    return URL_PASSWORD.sub(r"\1***@", text)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -159,15 +168,20 @@ def create_tables(engine: Engine, metadata: MetaData, *, indexes: bool = True) -
         return
 
     def add_indexes():
-        existing = inspect(engine)
-        for table in metadata.sorted_tables:
-            have = {i["name"] for i in existing.get_indexes(table.name)}
-            for index in table.indexes:
-                if index.name in have:
-                    continue
-                try:
-                    index.create(engine)
-                except IntegrityError:
-                    raise MigrationNeeded(f"table {table.name} holds rows that break the unique index {index.name} "
-                                          f"({', '.join(c.name for c in index.columns)})") from None
+        for index in missing_indexes(engine, metadata):
+            try:
+                index.create(engine)
+            except IntegrityError:
+                raise MigrationNeeded(f"table {index.table.name} holds rows that break the unique index {index.name} "
+                                      f"({', '.join(c.name for c in index.columns)})") from None
     retry(add_indexes)
+
+
+def missing_indexes(bind: Engine | Connection, metadata: MetaData) -> list[Index]:
+    """The indexes of `metadata`'s tables that the database does not have yet."""
+    existing = inspect(bind)
+    missing = []
+    for table in metadata.sorted_tables:
+        have = {i["name"] for i in existing.get_indexes(table.name)}
+        missing += [index for index in table.indexes if index.name not in have]
+    return missing

@@ -38,7 +38,7 @@ from ttt_omni.checkpoint_files import checkpoint_files, weight_files
 from ttt_omni.checkpoint_files import content_hash as files_hash
 from ttt_omni.resources import bundled
 
-from .errors import ModelSpecError, NonFiniteModelError
+from .errors import EvalsuiteError, ModelSpecError, NonFiniteModelError
 
 TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
 SMOLLM2_SPECS = {"smollm2": None, "smollm2-ttt": "smollm2-ttt"}  # spec -> its delta under checkpoints/ (None: base)
@@ -66,6 +66,7 @@ def cache_dir() -> Path:
 
 
 def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> LoadedModel:
+    check_device(device)
     spec = spec.strip()
     base, options = split_options(spec)
     if options.get("dtype"):
@@ -81,6 +82,27 @@ def load_model(spec: str, device: str = "cpu", dtype: torch.dtype | None = None)
         loaded.model_hash = hashlib.sha256(f"{loaded.model_hash}{suffix}".encode()).hexdigest()[:16]
         loaded.spec = spec
     return loaded
+
+
+def check_device(device: str) -> None:
+    """A torch device this machine has: cpu, cuda[:N] with a GPU N, or mps where Apple's backend is available."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise EvalsuiteError(f"device {device!r}: expected cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+            raise EvalsuiteError(f"device {device!r}: no CUDA GPU is available here (torch {torch.__version__}, "
+                                 f"{built}); use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise EvalsuiteError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                                 f"cuda:{count - 1}")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise EvalsuiteError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu")
 
 
 def split_options(spec: str) -> tuple[str, dict]:
@@ -159,20 +181,25 @@ def _load_base(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel
 
 def _load_pretrained(kind: str, path: Path, device: str, dtype: torch.dtype | None) -> LoadedModel:
     check_checkpoint(kind, path)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError, StrictDataclassError, SafetensorError) as e:
-        raise ModelSpecError(f"{kind}:{path}: cannot be loaded ({' '.join(str(e).split())[:300]})") from None
-    if kind == "ttt" and model.config.model_type != "ttt_llama":
-        raise ModelSpecError(f"ttt:{path}: model_type is {model.config.model_type!r}, expected 'ttt_llama' "
-                             f"(use hf:{path} for a plain HF model)")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise ModelSpecError(f"{kind}:{path}: no usable tokenizer in the model directory ({e})") from None
+
+    def load():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or "auto")
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError, StrictDataclassError, SafetensorError) as e:
+            raise ModelSpecError(f"{kind}:{path}: cannot be loaded ({' '.join(str(e).split())[:300]})") from None
+        if kind == "ttt" and model.config.model_type != "ttt_llama":
+            raise ModelSpecError(f"ttt:{path}: model_type is {model.config.model_type!r}, expected 'ttt_llama' "
+                                 f"(use hf:{path} for a plain HF model)")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelSpecError(f"{kind}:{path}: no usable tokenizer in the model directory ({e})") from None
+        return model, tokenizer
+
+    (model, tokenizer), [digest] = hashed_while_loading([path], f"{kind}:{path}", load)
     model.to(device).eval()
     guard_finite(model, f"{kind}:{path}")
-    return LoadedModel(model, tokenizer, f"{kind}:{display_name(path)}", content_hash(path), f"{kind}:{path}",
+    return LoadedModel(model, tokenizer, f"{kind}:{display_name(path)}", digest, f"{kind}:{path}",
                        _context_limit(model))
 
 
@@ -194,14 +221,17 @@ def _load_smollm2(spec: str, device: str, dtype: torch.dtype | None) -> LoadedMo
     if not (delta / "config.json").is_file():
         raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it (see "
                              f"{delta / 'REPRODUCE.md'} in the repository)")
-    try:
-        model = load_delta(base, delta, dtype=dtype)
-    except (OSError, ValueError) as e:
-        raise ModelSpecError(f"{spec}: {e}") from None
-    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+
+    def load():
+        try:
+            return load_delta(base, delta, dtype=dtype), AutoTokenizer.from_pretrained(base, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelSpecError(f"{spec}: {e}") from None
+
+    (model, tokenizer), digests = hashed_while_loading([base, delta], spec, load)
     model.to(device).eval()
     guard_finite(model, spec)
-    digest = hashlib.sha256(f"{content_hash(base)}:{content_hash(delta)}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(":".join(digests).encode()).hexdigest()[:16]
     return LoadedModel(model, tokenizer, spec, digest, spec, None)
 
 
@@ -218,16 +248,20 @@ def _load_omni(path: Path, device: str, dtype: torch.dtype | None) -> LoadedMode
     if not is_omni_checkpoint(path):
         raise ModelSpecError(f"{where}: not a LLaMA-Omni checkpoint (expected {path / 'config.json'} with its speech "
                              "settings: speech_encoder_type, ...); use ttt:PATH or hf:PATH for a text model")
+
+    def load():
+        try:
+            return load_omni(path, dtype=dtype, device=device), AutoTokenizer.from_pretrained(path,
+                                                                                              local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelSpecError(f"{where}: cannot be loaded ({e})") from None
+
     try:
-        omni = load_omni(path, dtype=dtype, device=device)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
+        encoder = _external_encoder(path)
+    except (OSError, ValueError, SafetensorError) as e:
         raise ModelSpecError(f"{where}: cannot be loaded ({e})") from None
-    digest = content_hash(path)
-    encoder = _external_encoder(path, omni.config)
-    if encoder is not None:
-        part = content_hash(encoder)
-        digest = hashlib.sha256(f"{digest}:{part}".encode()).hexdigest()[:16]
+    (omni, tokenizer), digests = hashed_while_loading([path] + ([encoder] if encoder else []), where, load)
+    digest = digests[0] if encoder is None else hashlib.sha256(":".join(digests).encode()).hexdigest()[:16]
     llm = omni.llm
     guard_finite(omni, where)
     limit = None if getattr(llm.config, "ttt_layers", None) else getattr(llm.config, "max_position_embeddings", None)
@@ -297,7 +331,7 @@ def guard_finite(model: torch.nn.Module, where: str) -> None:
     head.register_forward_hook(check_logits)
 
 
-def _external_encoder(path: Path, config) -> Path | None:
+def _external_encoder(path: Path) -> Path | None:
     """The Whisper file or directory the checkpoint's config names, when its weights are not in the checkpoint
     itself and it lies outside the directory (else None: the directory hash covers it)."""
     from ttt_omni.speech.omni_checkpoint import ENCODER_PREFIX, resolve_encoder_path
@@ -306,7 +340,7 @@ def _external_encoder(path: Path, config) -> Path | None:
         with safe_open(str(file), framework="pt") as f:
             if any(k.startswith(ENCODER_PREFIX) for k in f.keys()):
                 return None
-    value = getattr(config, "speech_encoder", None)
+    value = json.loads((path / "config.json").read_text(encoding="utf-8")).get("speech_encoder")
     found = resolve_encoder_path(value, path).resolve() if value else None
     return None if found is None or found.is_relative_to(path.resolve()) else found
 
@@ -317,29 +351,31 @@ def _context_limit(model) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def content_hash(path: Path, *, verify: bool = False) -> str:
-    """The checkpoint's content hash (ttt_omni.checkpoint_files.content_hash: every byte of every file).
-
-    To spare evaluations of large checkpoints a second read, it is cached in cache_dir()/hashes by each file's path,
-    size, modification and change times, inode and device: copying a file over, or rewriting it and setting its
-    mtime back (`touch -m -r`), changes the change time and so misses the cache. A cache may speed up an
-    evaluation, never a decision: `verify=True` (the gate, promotion) ignores the cache and reads every byte (and
-    refreshes the cache entry)."""
-    path = Path(path)
-    memo = cache_dir() / "hashes" / _stamp(path)
-    if not verify and memo.is_file():
-        return memo.read_text().strip()
-    digest = files_hash(path)
-    try:
-        write_text(memo, digest)
-    except OSError:  # an unwritable cache only costs the next evaluation a re-read
-        pass
-    return digest
+def content_hash(path: Path) -> str:
+    """The checkpoint's content hash (ttt_omni.checkpoint_files.content_hash), read from every byte of every file each
+    time: a stored result is filed under it, and no cache on the file system could vouch for the bytes without being
+    writable by whoever can write the checkpoint (a forged entry once filed untested weights' results under a good
+    checkpoint's hash). Reading is cheap next to any evaluation."""
+    return files_hash(path)
 
 
-def _stamp(path: Path) -> str:
-    stats = []
+def hashed_while_loading(paths: list[Path], where: str, load):
+    """`(load(), [content_hash(p) for p in paths])`, the hashes read before `load()` runs and the files checked after it
+    unchanged (path, size, modification and change times, inode, device: a file rewritten in between, even with its
+    mtime set back, changes its change time), so the hashes are of the bytes that were loaded."""
+    before = [_file_states(p) for p in paths]
+    digests = [content_hash(p) for p in paths]
+    loaded = load()
+    changed = sorted({state[0] for p, states in zip(paths, before) for state in set(states) ^ set(_file_states(p))})
+    if changed:
+        raise ModelSpecError(f"{where}: {', '.join(changed)} changed while the model was being loaded; expected "
+                             "checkpoint files that stay as they are during an evaluation (load it again once they do)")
+    return loaded, digests
+
+
+def _file_states(path: Path) -> list[tuple]:
+    states = []
     for p in checkpoint_files(path):
         st = p.stat()
-        stats.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
-    return hashlib.sha256(repr(stats).encode()).hexdigest()
+        states.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return states

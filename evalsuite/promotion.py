@@ -1,8 +1,8 @@
 """The curriculum's promotion check: stage N > 1 starts only from a checkpoint the gate promoted at stage N-1.
 `ttt-omni train --stage N --from CKPT` asks it before training (the trainer itself knows nothing of the gate).
 
-The checkpoint is identified by its content hash, computed here from every byte of its files (never from a cache:
-a cached hash may speed up an evaluation, never a decision), so a decision holds for exactly those weights. The
+The checkpoint is identified by its content hash, computed here from every byte of its files (there is no hash
+cache, for evaluations either), so a decision holds for exactly those weights. The
 decision in force is the latest record for (hash, N-1) in the results store (evalsuite.gate_db): pass, approved or
 forced promote; fail, incomplete, rejected or no record refuse. `--force` promotes anyway and is recorded as a forced
 decision, with the rules' evidence at that moment and the hash it verified.
@@ -28,7 +28,7 @@ def check_stage(config: str | Path, stage: int, from_ckpt: str, *, force: bool =
     is missing. `force` records a forced decision instead of refusing."""
     try:
         store = Store(db, write=force)
-        _, model_hash = checkpoint_identity(from_ckpt, verify=True)
+        _, model_hash = checkpoint_identity(from_ckpt)
         decision = gate_db.latest(store, model_hash, stage - 1)
         if decision is not None and decision["outcome"] in gate_db.PROMOTING:
             return (f"promoted: decision {decision['id']} ({decision['outcome']} by {decision['decided_by']}) for "

@@ -9,6 +9,10 @@ A task spec is a YAML file (`tasks/*.yaml`) with `name`, `version`, `kind`, `des
    is a callable it is called and returns paths to task YAML files or folders of them;
 3. `--include-path DIR` (like lm-eval): every `*.py` in DIR is imported (registering kinds), every `*.yaml` loaded.
 
+A task YAML from an entry point or an include path that cannot be read or is not a valid spec does not take the
+others down: it is skipped, and named in one warning line when another task is asked for or the tasks are listed;
+asking for its task (its name, or its file's stem when the name cannot be read) is the error itself.
+
 Tasks of lm-eval are reachable as `lm_eval:NAME` (kind `lm_eval`), see `evalsuite.kinds.lm_eval_task`. The spec and
 kind classes are in `evalsuite.task` (re-exported here for task authors: `from evalsuite.registry import TaskKind,
 Unit, register_kind`).
@@ -60,12 +64,16 @@ def _is_lm_eval_yaml(data: Any) -> bool:
 
 
 class Registry:
-    """All task specs visible with the given include paths, by name."""
+    """All task specs visible with the given include paths, by name; `skipped`: file -> why it was not loaded."""
 
     def __init__(self, include_paths: list[str | Path] | tuple = ()):
         self.include_paths = [str(p) for p in include_paths]
         self.specs: dict[str, TaskSpec] = {}
-        yaml_paths: list[Path] = list(_yaml_files(bundled("tasks")))
+        self.skipped: dict[Path, TaskSpecError] = {}
+        self._skipped_names: dict[str, Path] = {}
+        for p in _yaml_files(bundled("tasks")):  # ours: a broken one is an error
+            self._add(p)
+        yaml_paths: list[Path] = []
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type):
@@ -79,24 +87,56 @@ class Registry:
                 _import_file(py)
             yaml_paths.extend(_yaml_files(inc))
         for p in yaml_paths:
-            data = _read_yaml(p)
-            if _is_lm_eval_yaml(data):
-                continue
-            spec = spec_from_dict(data, str(p))
-            self.specs[spec.name] = spec  # later sources override earlier ones
+            try:
+                self._add(p)
+            except TaskSpecError as e:
+                self.skipped[p] = e
+                data = _read_yaml_or_none(p)
+                name = data.get("name") if isinstance(data, dict) else None
+                self._skipped_names[name if isinstance(name, str) and name else p.stem] = p
+
+    def _add(self, path: Path) -> None:
+        data = _read_yaml(path)
+        if _is_lm_eval_yaml(data):
+            return
+        spec = spec_from_dict(data, str(path))
+        self.specs[spec.name] = spec  # later sources override earlier ones
 
     def names(self) -> list[str]:
+        self._warn_skipped()
         return sorted(self.specs)
 
     def get(self, name: str) -> TaskSpec:
         if name.startswith(LM_EVAL_PREFIX):
             return lm_eval_spec(name[len(LM_EVAL_PREFIX):], self.include_paths)
+        if name in self._skipped_names and name not in self.specs:
+            raise self.skipped[self._skipped_names[name]]
         if name in self.specs:
+            self._warn_skipped()
             return self.specs[name]
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownTaskError(f"unknown task {name!r}{hint} (known: {', '.join(self.names()) or 'none'}; "
-                               f"lm-eval tasks as lm_eval:NAME)")
+        skipped = f"; skipped, unreadable: {', '.join(map(str, self.skipped))}" if self.skipped else ""
+        raise UnknownTaskError(f"unknown task {name!r}{hint} (known: {', '.join(sorted(self.specs)) or 'none'}; "
+                               f"lm-eval tasks as lm_eval:NAME{skipped})")
+
+
+    def _warn_skipped(self) -> None:
+        for path, error in self.skipped.items():
+            line = f"evalsuite: warning: {error}; its task is skipped, the other tasks load"
+            if line not in _WARNED:
+                _WARNED.add(line)
+                print(line, file=sys.stderr)
+
+
+_WARNED: set[str] = set()  # each skipped file is named once per process, however many registries are built
+
+
+def _read_yaml_or_none(path: Path) -> Any:
+    try:
+        return _read_yaml(path)
+    except TaskSpecError:
+        return None
 
 
 def _yaml_files(path: Path) -> list[Path]:

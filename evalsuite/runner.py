@@ -9,6 +9,7 @@ another that finds it being finalized waits for it. Each run records what it rea
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import random
 import sys
@@ -16,11 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from ttt_omni.ops.validate import NonFiniteError
 
 from .corpus import user_corpus
+from .database import mask_passwords
 from .environment import code_version, describe, differences, environment
 from .errors import CorpusError, EvalsuiteError, NonFiniteModelError, TaskSpecError
 from .models import LoadedModel, load_model
@@ -29,6 +32,7 @@ from .store import Store
 
 
 SMALL_MODEL_PARAMS = 50_000_000
+MAX_SEED = 2**32 - 1  # numpy's largest seed
 
 
 @dataclass
@@ -73,6 +77,8 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
         raise EvalsuiteError(f"shard rank {rank} is not in [0, world size {world_size})")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise EvalsuiteError(f"limit {limit!r}: expected a positive number of units (documents, prompts), or none")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise EvalsuiteError(f"seed {seed!r}: expected a whole number from 0 to {MAX_SEED}")
     registry = Registry(include_paths)
     spec = task if isinstance(task, TaskSpec) else registry.get(task)
     if lengths is not None:
@@ -114,10 +120,46 @@ def run_task(task: str | TaskSpec, model: str | LoadedModel = "tiny", *, store: 
         for unit in tqdm(mine, desc=desc, unit="unit", disable=not progress):
             store.add_unit(run_id, unit.key, kind.run_unit(unit), shard=rank)
         store.finalize(run_id, lambda: kind.aggregate(store.samples(run_id)), on_wait=_say_waiting)
-    except NonFiniteError as e:  # NaN/Inf met in a TTT layer: the model's fault, reported like bad input
-        store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
-        raise NonFiniteModelError(f"{loaded.spec}: {e}") from None
     except BaseException as e:  # noqa: BLE001  (recorded, then re-raised; finished units stay for the resume)
-        store.finish_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
+        marked = _mark_failed(store, run_id, e)
+        if isinstance(e, NonFiniteError):  # NaN/Inf met in a TTT layer: the model's fault, reported like bad input
+            raise NonFiniteModelError(f"{loaded.spec}: {e} ({_stored_as_failed(run_id, marked)})") from None
+        if disk_full(e):
+            state = ("is marked failed" if marked else "could not be marked failed either (it reads 'running' until "
+                     "then)")
+            raise EvalsuiteError(f"run {run_id} stopped: the disk is full ({' '.join(str(e).split())[:200]}); it "
+                                 f"{state}; its finished units are stored: free some space and run the same command "
+                                 "to resume it") from None
+        if isinstance(e, EvalsuiteError) and e.args:  # bad input met mid-run: say what became of the run
+            e.args = (f"{e.args[0]} ({_stored_as_failed(run_id, marked)})", *e.args[1:])
         raise
     return RunResult(run_id, store.run(run_id)["status"], len(units), len(mine), skipped, not_resumed, kind.notes())
+
+
+def _mark_failed(store: Store, run_id: int, error: BaseException) -> bool:
+    """Records the run as failed (the next identical run resumes it); False when the store cannot be written."""
+    try:
+        store.finish_run(run_id, status="failed", error=mask_passwords(f"{type(error).__name__}: {error}"))
+        return True
+    except (SQLAlchemyError, OSError):
+        return False
+
+
+def _stored_as_failed(run_id: int, marked: bool) -> str:
+    if not marked:
+        return f"run {run_id} could not be marked failed: the store cannot be written"
+    return f"run {run_id} is stored as failed with this error: evalsuite runs --status failed"
+
+
+def disk_full(error: BaseException) -> bool:
+    """An error (or its cause) that says the disk or the user's quota is full: a file write (ENOSPC, EDQUOT) or
+    SQLite's "database or disk is full"."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error).lower()
+        if isinstance(error, (OSError, SQLAlchemyError, RuntimeError)) and ("disk is full" in text
+                                                                             or "no space left" in text):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -51,8 +51,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ttt_omni.atomic import replacing_file
 
-from .database import (MigrationNeeded, check_writable, create_tables, database_url, make_engine, open_error, redact,
-                       retry)
+from .database import (MigrationNeeded, check_writable, create_tables, database_url, make_engine, missing_indexes,
+                       open_error, redact, retry)
 from .errors import StoreError
 
 LEASE_ENV = "EVALSUITE_FINALIZE_LEASE_S"
@@ -428,8 +428,9 @@ class Store:
 
 def migrate(url: str | os.PathLike | None = None) -> dict:
     """Brings a store written by an older version up to date: metric rows stored twice (the finalize race) are
-    reduced to one when their copies are identical, then the unique constraint is added. Copies that differ are
-    left alone and named (the constraint cannot be added until a person decides). Returns {"removed", "conflicts"}."""
+    reduced to one when their copies are identical, and the unique constraint is added, in one transaction. When
+    copies differ nothing is removed: they are named (the constraint cannot be added until a person decides), with
+    how many identical copies would go. Returns {"removed": how many rows were removed}."""
     url = database_url(url)
     engine = make_engine(url)
     try:
@@ -451,17 +452,28 @@ def migrate(url: str | os.PathLike | None = None) -> dict:
             removed += [r.id for r in group[1:]]
         else:
             conflicts.append(f"run {run_id} {name} {bin_ or '(no bin)'}")
-    if removed:
-        def txn():
-            with engine.begin() as c:
-                c.execute(delete(metrics_table).where(metrics_table.c.id.in_(removed)))
-        retry(txn)
+    where = redact(url)
     if conflicts:
-        raise StoreError(f"results store {redact(url)}: metric rows stored twice with different values, kept for a person "
-                         f"to decide (delete the wrong copy, then migrate again): {'; '.join(conflicts[:10])}")
-    create_tables(engine, METADATA)
-    engine.dispose()
-    return {"removed": len(removed), "conflicts": conflicts}
+        raise StoreError(f"results store {where}: metric rows stored twice with different values, kept for a person "
+                         f"to decide (delete the wrong copy, then migrate again): {'; '.join(conflicts[:10])}; "
+                         f"nothing was changed ({len(removed)} identical copies are removed once these are resolved)")
+
+    def txn():
+        with engine.begin() as c:
+            if removed:
+                c.execute(delete(metrics_table).where(metrics_table.c.id.in_(removed)))
+            for index in missing_indexes(c, METADATA):
+                index.create(c)
+    try:
+        retry(txn)
+    except IntegrityError as e:
+        raise StoreError(f"results store {where}: a unique index cannot be added ({' '.join(str(e.orig).split())}); "
+                         "nothing was changed") from None
+    except (SQLAlchemyError, OSError) as e:
+        raise StoreError(f"{open_error(url, e)}; nothing was changed (the migration is one transaction)") from None
+    finally:
+        engine.dispose()
+    return {"removed": len(removed)}
 
 
 def _same(x):

@@ -1,6 +1,7 @@
-"""A decision is bound to the exact weights: the gate and promotion read every byte of the checkpoint they decide on,
-so weights rewritten under a restored mtime, or a forged entry in the hash cache, cannot borrow another checkpoint's
-passing decision (the probes of issue 15)."""
+"""A decision is bound to the exact weights: the gate, promotion and every evaluation read every byte of the
+checkpoint, so weights rewritten under a restored mtime, or a forged entry in the old hash cache, cannot borrow another
+checkpoint's passing decision or evidence (the probes of issues 15 and 24)."""
+import hashlib
 import os
 import shutil
 
@@ -10,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from evalsuite import gate_db
 from evalsuite.checkpoint_id import checkpoint_identity
 from evalsuite.cli import main as evalsuite
-from evalsuite.models import content_hash
+from evalsuite.errors import ModelSpecError
 from evalsuite.promotion import StageRefused, check_stage
 from evalsuite.runner import run_task
 from evalsuite.store import Store
@@ -60,13 +61,12 @@ def test_weights_rewritten_under_a_restored_mtime_lose_the_decision(world, capsy
     ckpt = tmp_path / "tiny-ttt"
     run_task("ppl_vs_length", f"ttt:{ckpt}", store=Store(db), lengths=[64, 128], progress=False)
     assert evalsuite(["gate", "--checkpoint", str(ckpt), "--stage", "1", "--config", cfg, "--db", db]) == 0
-    _, passed = checkpoint_identity(ckpt, verify=True)
+    _, passed = checkpoint_identity(ckpt)
     assert "promoted" in check_stage(cfg, 2, str(ckpt), db=db)
 
     assert nan_weights_same_size_same_mtime(ckpt) > 0
-    _, cached = checkpoint_identity(ckpt)  # even the evaluation's cache misses: the change time moved
-    _, verified = checkpoint_identity(ckpt, verify=True)
-    assert cached == verified != passed
+    _, verified = checkpoint_identity(ckpt)
+    assert verified != passed
     capsys.readouterr()
     assert evalsuite(["gate", "--checkpoint", str(ckpt), "--stage", "1", "--config", cfg, "--db", db]) == 1
     assert f"hash {verified}, verified" in capsys.readouterr().out
@@ -75,26 +75,57 @@ def test_weights_rewritten_under_a_restored_mtime_lose_the_decision(world, capsy
         check_stage(cfg, 2, str(ckpt), db=db)
 
 
-def test_a_forged_hash_cache_does_not_promote_other_weights(world):
+def old_cache_entry(ckpt):
+    """Where evalsuite kept a checkpoint's hash until issue 24: cache_dir()/hashes/<sha256 of its files' stats>."""
+    stats = []
+    for p in sorted(p for p in ckpt.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        st = p.stat()
+        stats.append((str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
+    return ckpt.parent / "cache" / "hashes" / hashlib.sha256(repr(stats).encode()).hexdigest()
+
+
+def test_a_forged_hash_cache_entry_files_no_results_under_untested_weights(world):
+    """Issue 24's attack: the hash of tampered, never-evaluated weights written into the good checkpoint's hash-cache
+    entry, then the good checkpoint evaluated. Its results stay under its own hash (every run hashes the bytes it
+    loads), so the gate on the tampered weights finds no evidence and stage 2 refuses them."""
     tmp_path, cfg, db = world
-    ttt, baseline = tmp_path / "tiny-ttt", tmp_path / "tiny-baseline"
-    _, passing = checkpoint_identity(ttt, verify=True)
-    gate_db.record(db, model_hash=passing, checkpoint=str(ttt), stage=1, curriculum=cfg, outcome="pass",
-                   decided_by="gate", reason="all rules pass", rules=[])
-    _, real = checkpoint_identity(baseline)
-    for entry in (tmp_path / "cache" / "hashes").iterdir():  # one file written into the cache...
-        if entry.read_text().strip() == real:
-            entry.write_text(passing)
-    assert content_hash(baseline) == passing  # ...gives the baseline the TTT checkpoint's passing hash
-    with pytest.raises(StageRefused, match=f"refuses {baseline} \\(hash {real}\\): no gate decision"):
-        check_stage(cfg, 2, str(baseline), db=db)
-    assert content_hash(baseline) == real  # the verified read also repaired the cache entry
-    assert check_stage(cfg, 2, str(ttt), db=db).startswith("promoted: decision")
+    good, tampered = tmp_path / "tiny-ttt", tmp_path / "tampered"
+    shutil.copytree(good, tampered)
+    nan_weights_same_size_same_mtime(tampered)
+    _, real = checkpoint_identity(good)
+    _, forged = checkpoint_identity(tampered)
+    entry = old_cache_entry(good)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(forged)
+    assert evalsuite(["run", "--task", "ppl_vs_length", "--model", f"ttt:{good}", "--lengths", "64,128", "--db", db,
+                      "--no-progress"]) == 0
+    assert Store(db).runs()["model_hash"].tolist() == [real]
+    assert evalsuite(["gate", "--checkpoint", str(tampered), "--stage", "1", "--config", cfg, "--db", db]) == 1
+    assert gate_db.latest(db, forged, 1)["outcome"] == "incomplete"
+    with pytest.raises(StageRefused, match=f"hash {forged}"):
+        check_stage(cfg, 2, str(tampered), db=db)
+    assert evalsuite(["gate", "--checkpoint", str(good), "--stage", "1", "--config", cfg, "--db", db]) == 0
+
+
+def test_weights_changed_while_loading_are_refused(world, monkeypatch):
+    """The hash is read before the weights load; a file that changes in between (its change time moves) fails the
+    load in one line instead of filing results under the hash of other bytes."""
+    import evalsuite.models as models
+
+    ckpt = world[0] / "tiny-ttt"
+    load = models.AutoModelForCausalLM.from_pretrained
+
+    def rewrite_then_load(path, **kw):
+        nan_weights_same_size_same_mtime(ckpt)
+        return load(path, **kw)
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", rewrite_then_load)
+    with pytest.raises(ModelSpecError, match="model.safetensors changed while the model was being loaded"):
+        models.load_model(f"ttt:{ckpt}")
 
 
 def test_a_forced_promotion_records_the_hash_it_verified(world):
     tmp_path, cfg, db = world
     line = check_stage(cfg, 2, str(tmp_path / "tiny-baseline"), db=db, force=True, reason="deadline")
-    _, real = checkpoint_identity(tmp_path / "tiny-baseline", verify=True)
+    _, real = checkpoint_identity(tmp_path / "tiny-baseline")
     decision = gate_db.latest(db, real, 1)
     assert real in line and decision["outcome"] == "forced" and decision["verified_at"] is not None

@@ -2,8 +2,8 @@
 | sweep.
 
 Each command group lives in its own module and registers its subcommands; every command sets `func(args) -> int`.
-Bad input (an `EvalsuiteError`, or a module of an extra that is not installed) is one line on stderr and exit 2;
-Ctrl-C is exit 130.
+Bad input (an `EvalsuiteError`, or a module of an extra that is not installed) is one line on stderr and exit 2, any
+URL in it without its password; Ctrl-C is exit 130.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 
 from ttt_omni.extras import missing_extra
 
+from ..database import mask_passwords
 from ..errors import EvalsuiteError
 from . import humaneval, results, review, sweep
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return args.func(args)
     except EvalsuiteError as e:
-        print(f"evalsuite: error: {e}", file=sys.stderr)
+        print(f"evalsuite: error: {mask_passwords(str(e))}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         if missing_extra(e) is None:

@@ -94,7 +94,7 @@ def _checkpoint_hashes(spec: str, systems: list[str]) -> dict[str, str]:
         if not sep or name.strip() not in systems or not ckpt.strip():
             raise UsageError(f"--checkpoints: expected SYSTEM=CHECKPOINT,... with systems from --systems {systems}, "
                              f"got {part!r}")
-        out[name.strip()] = checkpoint_identity(ckpt.strip(), verify=True)[1]
+        out[name.strip()] = checkpoint_identity(ckpt.strip())[1]
     return out
 
 
@@ -105,6 +105,10 @@ def cmd_export(args) -> int:
     if args.checkpoints and not args.from_jsonl:
         raise UsageError("--checkpoints: only with --from-jsonl (outputs from the store are bound to the checkpoint "
                          "their run measured)")
+    for flag, path in (("--out", args.out), ("--key-out", args.key_out)):
+        blocker = path and next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker:
+            raise UsageError(f"{flag} {path}: {blocker} is a file, not a folder; expected a path in a folder")
     if args.from_jsonl:
         paths = _parse_sources(args.from_jsonl, systems)
         outputs = {s: read_outputs_jsonl(paths[s]) for s in systems}

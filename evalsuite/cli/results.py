@@ -118,7 +118,9 @@ def cmd_run(args) -> int:
 
 
 def _db_flag(db: str | None) -> str:
-    return f" --db {db}" if db else ""
+    from ..database import redact
+
+    return f" --db {redact(db) if '://' in db else db}" if db else ""
 
 
 def _print_run(store, run_id: int, fmt: str) -> None:
@@ -162,6 +164,8 @@ def cmd_list(args) -> int:
 def cmd_runs(args) -> int:
     from ..store import Store
 
+    if args.last < 0:
+        raise EvalsuiteError(f"--last {args.last}: expected how many of the newest runs to list (0: all)")
     runs = Store(args.db).runs(task=args.task, status=args.status).iloc[::-1]
     if args.model:
         mine = runs["model_id"].str.contains(args.model, regex=False) | runs["model_hash"].str.startswith(args.model)

@@ -104,11 +104,27 @@ def test_bad_task_yaml_gives_clear_error(tmp_path, text, message):
     assert str(path) in str(err.value)
 
 
-def test_cli_reports_bad_yaml_in_one_line(tmp_path, capsys):
-    (tmp_path / "bad.yaml").write_text(_task_yaml("t", metrics="[ppl, bleu]"))
-    assert main(["list", "--include-path", str(tmp_path)]) == 2
+@pytest.mark.parametrize("bad_text, bad_name", [(_task_yaml("bad_task", metrics="[ppl, bleu]"), "bad_task"),
+                                                ("name: [unclosed", "broken")])
+def test_one_bad_yaml_in_an_include_path_is_named_and_the_rest_load(tmp_path, capsys, bad_text, bad_name):
+    """The bad file is one warning line naming it; the folder's other tasks load; asking for the bad task itself (by
+    its name, or by its file's stem when not even the name can be read) is the one-line error naming the file."""
+    (tmp_path / "echo_kind.py").write_text(KIND_PY.format(kind="echo_beside_bad"))
+    (tmp_path / "good.yaml").write_text(_task_yaml("good_task", kind="echo_beside_bad", metrics="[score]", extra=""))
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(bad_text)
+    assert main(["list", "--include-path", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "good_task" in captured.out and "ppl_vs_length" in captured.out
+    warning = captured.err.strip()
+    assert warning.startswith("evalsuite: warning:") and str(bad) in warning and "\n" not in warning
+    db = str(tmp_path / "s.db")
+    assert main(["run", "--task", "good_task", "--include-path", str(tmp_path), "--db", db, "--no-progress",
+                 "--model", "tiny-baseline"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--task", bad_name, "--include-path", str(tmp_path), "--db", db, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("evalsuite: error:") and "bleu" in err and "\n" not in err
+    assert err.startswith("evalsuite: error:") and str(bad) in err and "\n" not in err
 
 
 def test_cli_list_shows_versions_and_descriptions(capsys):

@@ -109,11 +109,66 @@ def test_demo_defaults_with_a_small_limit_print_table_and_where_results_are(tmp_
     (["--limit", "0"], "--limit 0: expected a positive number of documents"),
     (["--lengths", ","], "--lengths ',': expected comma-separated context lengths"),
     (["--lengths", "99999999999999999999k"], "expected at most 134217728 (131072k)"),
+    (["--seed", "1180591620717411303424"], "seed 1180591620717411303424: expected a whole number from 0 to 4294967295"),
+    (["--seed", "-1"], "seed -1: expected a whole number from 0 to 4294967295"),
+    (["--device", "cuda:99"], "device 'cuda:99': "),
+    (["--device", "gpu"], "device 'gpu': expected cpu, cuda, cuda:N or mps"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     code = main(["run", "--task", "ppl_vs_length", "--db", str(tmp_path / "s.db"), "--no-progress", *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err
+    assert Store(tmp_path / "s.db").runs().empty  # refused before a run is made
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = main(["run", "--task", "ppl_vs_length", "--db", str(tmp_path / "s.db"), "--no-progress", "--device", "cuda"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "device 'cuda': no CUDA GPU is available here" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("store_full_too", [False, True])
+def test_a_full_disk_mid_run_is_one_line_and_the_same_command_resumes(tmp_path, capsys, monkeypatch, store_full_too):
+    """The 4th unit's write fails with ENOSPC: one line, exit 2, the run marked failed (or, when the store cannot be
+    written either, the line says it still reads running); the same command then resumes it."""
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    args, store = _slow_task(tmp_path), Store(tmp_path / "s.db")
+    real_add = Store.add_unit
+
+    def add_until_full(self, run_id, key, samples, shard=0):
+        if len(self.done_units(run_id)) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_add(self, run_id, key, samples, shard)
+
+    def store_full(self, *a, **k):
+        raise OperationalError("UPDATE runs", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(Store, "add_unit", add_until_full)
+    if store_full_too:
+        monkeypatch.setattr(Store, "finish_run", store_full)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err  # above the error: transformers' weight-loading progress bar
+    line = err.splitlines()[-1]
+    assert line.startswith("evalsuite: error: run 1 stopped: the disk is full ([Errno 28] No space left on device)")
+    assert ("could not be marked failed either" if store_full_too else "is marked failed") in line
+    assert store.run(1)["status"] == ("running" if store_full_too else "failed") and len(store.done_units(1)) == 3
+    monkeypatch.undo()
+    assert main(args) == 0 and store.run(1)["status"] == "finished"
+    assert "3 finished units kept, 5 run now" in capsys.readouterr().out
+
+
+def test_runs_last_must_not_be_negative(tmp_path, capsys):
+    assert main(["runs", "--last", "-1", "--db", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--last -1: expected how many of the newest runs to list (0: all)" in err and "\n" not in err
 
 
 def test_unreadable_corpus_document_is_a_clear_error(tmp_path, capsys, micro_llama_dir):
@@ -124,8 +179,31 @@ def test_unreadable_corpus_document_is_a_clear_error(tmp_path, capsys, micro_lla
                  "--lengths", "32", "--db", str(tmp_path / "s.db"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "binary.txt" in err and "UTF-8" in err
-    run = Store(tmp_path / "s.db").runs().iloc[0]
-    assert run["status"] == "failed" and "binary.txt" in run["error"]
+    assert Store(tmp_path / "s.db").runs().empty  # refused before a run is made of it
+
+
+def test_an_empty_corpus_document_makes_no_failed_run(tmp_path, capsys):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Some text to read.")
+    (corpus / "empty.txt").write_text("  \n")
+    code = main(["run", "--task", "ppl_vs_length", "--corpus", str(corpus), "--lengths", "32",
+                 "--db", str(tmp_path / "s.db"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and "corpus document empty.txt" in err.splitlines()[-1]
+    assert Store(tmp_path / "s.db").runs().empty
+
+
+def test_bad_input_met_mid_run_says_the_run_is_stored_as_failed(tmp_path, capsys):
+    """A length too short for a retrieval sample shows only when the sample is built: the line says what became of the
+    run (a failed row) instead of leaving it to be found."""
+    db = str(tmp_path / "s.db")
+    code = main(["run", "--task", "passkey", "--lengths", "16", "--limit", "1", "--db", db, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err  # above the error: transformers' weight-loading progress bar
+    assert "length 16 is too short" in err.splitlines()[-1]
+    assert err.endswith("(run 1 is stored as failed with this error: evalsuite runs --status failed)")
+    assert Store(db).run(1)["status"] == "failed"
 
 
 def _slow_task(tmp_path, delay_ms=0):

@@ -168,7 +168,7 @@ def test_a_store_with_duplicate_rows_is_migrated(tmp_path, capsys):
     assert main(["migrate", "--db", str(db)]) == 0
     assert "2 duplicate metric row(s) removed" in capsys.readouterr().out
     assert Store(db).metrics(run_id=run_id)["name"].tolist() == ["ppl", "nan"]
-    assert migrate(db) == {"removed": 0, "conflicts": []}
+    assert migrate(db) == {"removed": 0}
     con = sqlite3.connect(db)
     con.execute("DROP INDEX uq_metrics_run_task_name_bin")
     con.execute("INSERT INTO metrics (run_id, task, task_version, model_id, model_hash, name, bin, value) "
@@ -177,6 +177,38 @@ def test_a_store_with_duplicate_rows_is_migrated(tmp_path, capsys):
     con.close()
     with pytest.raises(StoreError, match=f"with different values.*run {run_id} ppl length=8"):
         migrate(db)
+
+
+def test_a_failed_migrate_changes_nothing(tmp_path, capsys):
+    """Copies that differ stop `evalsuite migrate` (exit 2) before anything is removed, identical copies included, and
+    it says so; once the wrong copy is deleted, the next migrate removes the identical one and says how many."""
+    import sqlite3
+
+    from evalsuite.cli import main
+
+    db = tmp_path / "old.db"
+    run_id = _start(Store(db), n_units=0)
+    Store(db).finalize(run_id, lambda: [dict(name="ppl", bin="length=8", value=4.0, n=2), dict(name="acc", value=0.5)])
+    con = sqlite3.connect(db)
+    con.execute("DROP INDEX uq_metrics_run_task_name_bin")
+    con.execute("INSERT INTO metrics (run_id, task, task_version, model_id, model_hash, name, bin, value, n) "
+                "SELECT run_id, task, task_version, model_id, model_hash, name, bin, value, n FROM metrics "
+                "WHERE name = 'acc'")  # an identical copy
+    con.execute("INSERT INTO metrics (run_id, task, task_version, model_id, model_hash, name, bin, value, n) "
+                f"VALUES ({run_id}, 't', '1', 'm', 'abc123', 'ppl', 'length=8', 5.0, 2)")  # a copy that differs
+    con.commit()
+    before = con.execute("SELECT * FROM metrics ORDER BY id").fetchall()
+    assert main(["migrate", "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"run {run_id} ppl length=8" in err
+    assert "nothing was changed (1 identical copies are removed once these are resolved)" in err
+    assert con.execute("SELECT * FROM metrics ORDER BY id").fetchall() == before
+    con.execute("DELETE FROM metrics WHERE value = 5.0")
+    con.commit()
+    con.close()
+    assert main(["migrate", "--db", str(db)]) == 0
+    assert "1 duplicate metric row(s) removed" in capsys.readouterr().out
+    assert sorted(Store(db).metrics(run_id=run_id)["name"]) == ["acc", "ppl"]
 
 
 @pytest.mark.parametrize("make, message", [

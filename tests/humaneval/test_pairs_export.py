@@ -173,7 +173,22 @@ def test_cli_export_binds_jsonl_systems_to_verified_checkpoints(tmp_path, source
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     key = json.loads((tmp_path / "b" / "key" / "key.json").read_text())
-    assert key["checkpoints"] == {SYSTEMS[0]: checkpoint_identity("tiny", verify=True)[1]}
+    assert key["checkpoints"] == {SYSTEMS[0]: checkpoint_identity("tiny")[1]}
     r = subprocess.run(cmd + ["--out", str(tmp_path / "c"), "--checkpoints", "nobody=tiny"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "--checkpoints: expected SYSTEM=CHECKPOINT" in r.stderr and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--key-out"])
+def test_an_output_path_inside_a_file_is_one_line(tmp_path, sources, capsys, flag):
+    from evalsuite.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    spec = ",".join(f"{s}={p}" for s, p in sources.items())
+    args = ["pairs", "export", "--systems", ",".join(SYSTEMS), "--task", "t", "--n", "2", "--from-jsonl", spec,
+            "--out", str(tmp_path / "bundle")]
+    code = main(args + [flag, str(afile / "b")] if flag == "--key-out" else args[:-1] + [str(afile / "b")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and f"{flag} {afile / 'b'}: {afile} is a file, not a folder" in err
+    assert afile.read_text() == "not a folder" and not (tmp_path / "bundle").exists()
