@@ -12,6 +12,11 @@ bench/out/reliability.json.
 3. rater load: `--raters` raters each voting on `--votes` pairs at once through `evalsuite raters serve` with each
    number of `--workers`; requests, votes sent vs stored, 5xx, latency p50/p99/max.
 
+4. probes (`--probes`, issue 24's holes): attacks and bad inputs as a user would try them, each a real `evalsuite`
+   command, with what it should give and what it gave: a forged hash-cache entry (item 1), a store URL's password in
+   the output (item 2), one line and exit 2 for bad input (item 10). `--probes-only` runs only these; `--from-json
+   FILE` prints the probes' table of a JSON written before, as markdown (docs/results-store.md shows it).
+
 Every process is a real `evalsuite` command (task: a units-with-a-delay kind from an --include-path folder, model
 tiny-baseline); the clients run on the same machine as the server.
 """
@@ -225,6 +230,214 @@ def rater_load(root: Path, raters: int, votes: int, workers: int) -> dict:
             "vote_p99_ms": round(1000 * float(np.percentile(post_lat, 99)), 1)}
 
 
+# --- probes: issue 24's holes, each one row {item, probe, expected, result, ok} ----------------------------------
+
+PASSWORD = "S3cr3t-pw"
+CURRICULUM = """
+stages:
+  - stage: 1
+    context: 128
+    gate:
+      rules:
+        - {name: degradation, task: ppl_vs_length, metric: degradation_pct, bin: "length={context}", op: "<",
+           threshold: 1000}
+  - stage: 2
+    context: 256
+"""
+# `evalsuite ARGS` with the store's engine swapped for a SQLite file (argv[1]), so that a PostgreSQL URL with a
+# password works without a server; everything that shows the URL sees the PostgreSQL one.
+FAKE_POSTGRES = """
+import sys
+import evalsuite.store
+from evalsuite.cli import main
+make_engine = evalsuite.store.make_engine
+evalsuite.store.make_engine = lambda url: make_engine("sqlite:///" + sys.argv[1])
+sys.exit(main(sys.argv[2:]))
+"""
+# `evalsuite ARGS` whose 4th stored unit meets a full disk (OSError ENOSPC), as a write on a full disk would.
+DISK_FULL = """
+import errno, sys
+from evalsuite.cli import main
+from evalsuite.store import Store
+add_unit = Store.add_unit
+def full_after_3(self, run_id, key, samples, shard=0):
+    if len(self.done_units(run_id)) == 3:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return add_unit(self, run_id, key, samples, shard)
+Store.add_unit = full_after_3
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def evalsuite(*args: str, env: dict | None = None, script: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "evalsuite.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def message_lines(stderr: str) -> list[str]:
+    """stderr without progress bars (transformers' weight loading)."""
+    return [line for line in stderr.splitlines() if line.strip() and "it/s]" not in line and "%|" not in line]
+
+
+def one_line(proc: subprocess.CompletedProcess, code: int = 2, prefix: str = "evalsuite: error:") -> tuple[str, bool]:
+    """(what happened, whether it is exit `code` with exactly one message line starting with `prefix`)."""
+    lines = message_lines(proc.stderr)
+    traceback = any(line.startswith("Traceback") for line in lines)
+    result = f"exit {proc.returncode}, {len(lines)} line(s)" + (", a traceback" if traceback else "")
+    if lines and not traceback:
+        last = lines[-1]
+        result += ": " + (last if len(last) <= 170 else f"{last[:110]} ... {last[-55:]}")
+    return result, proc.returncode == code and len(lines) == 1 and lines[0].startswith(prefix)
+
+
+def probe_forged_hash_cache(root: Path) -> list[dict]:
+    """Item 1: the hash of tampered, never-evaluated weights written into the good checkpoint's entry in the hash
+    cache evalsuite kept until then (cache_dir()/hashes/<its files' stats>); the good checkpoint evaluated; the gate
+    asked about the tampered weights."""
+    import hashlib
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from evalsuite.checkpoint_id import checkpoint_identity
+    from ttt_omni.resources import bundled
+
+    folder = root / "forged"
+    good, tampered = folder / "good", folder / "tampered"
+    shutil.copytree(bundled("checkpoints", "tiny-ttt"), good)
+    shutil.copytree(good, tampered)
+    weights = load_file(tampered / "model.safetensors")
+    name = next(k for k in weights if k.endswith("inner.W1"))
+    weights[name] = weights[name] * 3
+    save_file(weights, tampered / "model.safetensors", metadata={"format": "pt"})
+    real, forged = checkpoint_identity(good)[1], checkpoint_identity(tampered)[1]
+    stats = [(str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+             for p in sorted(q for q in good.rglob("*") if q.is_file()) for st in [p.stat()]]
+    entry = folder / "cache" / "hashes" / hashlib.sha256(repr(stats).encode()).hexdigest()
+    entry.parent.mkdir(parents=True)
+    entry.write_text(forged)
+    (folder / "curriculum.yaml").write_text(CURRICULUM)
+    db, env = str(folder / "r.db"), {"TTT_OMNI_CACHE": str(folder / "cache")}
+    ran = evalsuite("run", "--task", "ppl_vs_length", "--model", f"ttt:{good}", "--lengths", "64,128", "--limit", "1",
+                    "--db", db, "--no-progress", env=env)
+    from evalsuite.store import Store
+
+    stored = Store(db).runs()["model_hash"].tolist() if ran.returncode == 0 else []
+    gate = evalsuite("gate", "--checkpoint", str(tampered), "--stage", "1", "--config", str(folder / "curriculum.yaml"),
+                     "--db", db, env=env)
+    under = "the good weights' hash" if stored == [real] else f"hash(es) {stored} (good: {real}, forged: {forged})"
+    return [{"item": 1, "probe": "forged hash-cache entry: good checkpoint evaluated, gate asked about tampered weights",
+             "expected": "results under the good weights' hash; the gate on the tampered ones does not pass",
+             "result": f"results under {under}; gate on the tampered weights: exit {gate.returncode}",
+             "ok": stored == [real] and gate.returncode != 0}]
+
+
+def probe_passwords(root: Path) -> list[dict]:
+    """Item 2: every line a run and the commands after it print, with a PostgreSQL URL holding a password."""
+    folder = task_folder(root, "passwords", units=2, delay_ms=0, aggregate_ms=0)
+    url = f"postgresql://ev:{PASSWORD}@db.example:5432/results"
+    sqlite = str(root / "passwords.db")
+    commands = [["run", "--task", folder.name, "--include-path", str(folder), "--model", "tiny-baseline",
+                 "--no-progress"], ["runs"], ["show", "1"], ["show", "99"], ["migrate"]]
+    procs = [evalsuite(sqlite, *args, "--db", url, script=FAKE_POSTGRES) for args in commands]
+    printed = "".join(p.stdout + p.stderr for p in procs)
+    unreachable = evalsuite("runs", "--db", f"postgresql://ev:{PASSWORD}@127.0.0.1:9/results")
+    codes = [p.returncode for p in procs]
+    return [{"item": 2, "probe": "run, runs, show, show 99, migrate with --db postgresql://ev:PASSWORD@...",
+             "expected": "the password in no line printed",
+             "result": f"exits {codes}; the password {printed.count(PASSWORD)} times in {len(printed.splitlines())} "
+                       "lines",
+             "ok": codes == [0, 0, 0, 2, 0] and PASSWORD not in printed},
+            {"item": 2, "probe": "a store that cannot be reached (postgresql://ev:PASSWORD@127.0.0.1:9/...)",
+             "expected": "one line without the password", "result": one_line(unreachable)[0].replace(PASSWORD, "PASSWORD"),
+             "ok": one_line(unreachable)[1] and PASSWORD not in unreachable.stderr}]
+
+
+def probe_one_line(root: Path) -> list[dict]:
+    """Item 10: bad input is one line and exit 2, with no failed run left behind unless the line says so."""
+    import torch
+
+    from evalsuite.store import Store
+
+    folder = root / "one_line"
+    folder.mkdir()
+    db = str(folder / "r.db")
+    run = ["run", "--task", "ppl_vs_length", "--db", db, "--no-progress", "--lengths", "64", "--limit", "1"]
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device = "cuda" if gpus == 0 else f"cuda:{gpus}"
+    afile = folder / "afile"
+    afile.write_text("a file")
+    outputs = folder / "outputs.jsonl"
+    outputs.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": f"Say {i}.", "text": f"{i}"}) + "\n"
+                               for i in range(3)))
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    (corpus / "empty.txt").write_text("")  # the first document: the one --limit 1 reads
+    (corpus / "text.txt").write_text("Some text to read.")
+    tasks = task_folder(folder, "with_a_bad_yaml", units=2, delay_ms=0, aggregate_ms=0)
+    (tasks / "broken.yaml").write_text("name: broken\nversion: 1\nkind: bench_units\nmetrics: [bleu]\n")
+    disk = run_command(task_folder(folder, "disk_full", units=8, delay_ms=0, aggregate_ms=0), Path(db), seed=0)[3:]
+
+    def runs_stored() -> int:
+        return len(Store(db).runs())
+
+    rows = []
+
+    def row(probe: str, proc, expected: str = "exit 2, one line", code: int = 2, prefix: str = "evalsuite: error:",
+            stored: int | None = None, contains: str = ""):
+        result, ok = one_line(proc, code, prefix)
+        if stored is not None:
+            result += f"; {stored} run(s) stored"
+        ok = ok and contains in proc.stderr
+        rows.append({"item": 10, "probe": probe, "expected": expected, "result": result, "ok": ok})
+
+    row(f"run --device {device} ({gpus} GPU here)", evalsuite(*run, "--device", device), stored=runs_stored())
+    row("run --seed 1180591620717411303424", evalsuite(*run, "--seed", "1180591620717411303424"),
+        stored=runs_stored())
+    row("pairs export --out afile/b (afile a file)",
+        evalsuite("pairs", "export", "--systems", "a,b", "--task", "t", "--n", "2", "--from-jsonl",
+                  f"a={outputs},b={outputs}", "--out", str(afile / "b")))
+    row("runs --last -1", evalsuite("runs", "--last", "-1", "--db", db))
+    row("run --corpus with an empty document", evalsuite(*run, "--corpus", str(corpus)),
+        expected="exit 2, one line; no run stored", stored=runs_stored())
+    before = runs_stored()
+    row("run passkey --lengths 16 (too short for a sample: found mid-run)",
+        evalsuite("run", "--task", "passkey", "--lengths", "16", "--limit", "1", "--db", db, "--no-progress"),
+        expected="exit 2, one line saying the run is stored as failed", contains="is stored as failed",
+        stored=runs_stored() - before)
+    proc = evalsuite(*disk, script=DISK_FULL)
+    last = Store(db).runs().iloc[-1]
+    row("a full disk at the 4th unit (OSError ENOSPC, simulated)", proc,
+        expected="exit 2, one line; the run failed, not running", contains="the disk is full")
+    rows[-1]["result"] += f"; run {last['id']} {last['status']}"
+    rows[-1]["ok"] = rows[-1]["ok"] and last["status"] == "failed"
+    resumed = evalsuite(*disk)
+    rows.append({"item": 10, "probe": "the same command after the full disk", "expected": "exit 0, run resumed",
+                 "result": f"exit {resumed.returncode}; run {last['id']} {Store(db).run(int(last['id']))['status']}",
+                 "ok": resumed.returncode == 0 and Store(db).run(int(last["id"]))["status"] == "finished"})
+    row("list --include-path DIR with one bad task YAML", evalsuite("list", "--include-path", str(tasks)),
+        expected="exit 0, one warning naming the file", code=0, prefix="evalsuite: warning:", contains="broken.yaml")
+    row("run --task broken (the bad YAML's task)",
+        evalsuite("run", "--task", "broken", "--include-path", str(tasks), "--db", db, "--no-progress"),
+        contains="broken.yaml")
+    return rows
+
+
+def probes(root: Path) -> list[dict]:
+    rows = [*probe_forged_hash_cache(root), *probe_passwords(root), *probe_one_line(root)]
+    return [{**r, "result": r["result"].replace(str(root), "TMP")} for r in rows]
+
+
+def markdown(rows: list[dict]) -> str:
+    cols = ["item", "probe", "expected", "result", "ok"]
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for r in rows:
+        cells = [str(r[c]) if c != "ok" else ("yes" if r[c] else "**no**") for c in cols]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def table(title: str, rows: list[dict]) -> str:
     cols = list(rows[0])
     width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
@@ -242,26 +455,39 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--raters", type=int, default=50)
     ap.add_argument("--votes", type=int, default=20)
     ap.add_argument("--workers", default="1,4")
+    ap.add_argument("--probes-only", action="store_true", help="run only the probes of issue 24's holes")
+    ap.add_argument("--from-json", type=Path, help="print the probes' table of this JSON as markdown; run nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "reliability.json")
     args = ap.parse_args(argv)
-    workers = [int(w) for w in args.workers.split(",")]
-    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp, tqdm(total=2 + len(workers), desc="reliability",
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        print(markdown(result["probes"]))
+        return result
+    workers = [] if args.probes_only else [int(w) for w in args.workers.split(",")]
+    parts = 1 + (0 if args.probes_only else 2 + len(workers))
+    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp, tqdm(total=parts, desc="reliability",
                                                                          unit="part") as bar:
         root = Path(tmp)
         result = {"cpus": os.cpu_count()}
-        result["concurrent_runs"] = concurrent_runs(root, args.processes, args.units, args.delay_ms)
-        bar.update()
-        result["kill_resumes"] = kill_resumes(root, args.kills, args.units, 4 * args.delay_ms)
-        bar.update()
-        result["rater_load"] = []
-        for w in workers:
-            result["rater_load"].append(rater_load(root, args.raters, args.votes, w))
+        if not args.probes_only:
+            result["concurrent_runs"] = concurrent_runs(root, args.processes, args.units, args.delay_ms)
             bar.update()
-    print(table("concurrent runs on one SQLite store", result["concurrent_runs"]))
-    print()
-    print(table("kill -9, then the same command resumes", [result["kill_resumes"]]))
-    print()
-    print(table(f"rater load ({os.cpu_count()} CPUs, clients on the same machine)", result["rater_load"]))
+            result["kill_resumes"] = kill_resumes(root, args.kills, args.units, 4 * args.delay_ms)
+            bar.update()
+            result["rater_load"] = []
+            for w in workers:
+                result["rater_load"].append(rater_load(root, args.raters, args.votes, w))
+                bar.update()
+        result["probes"] = probes(root)
+        bar.update()
+    if not args.probes_only:
+        print(table("concurrent runs on one SQLite store", result["concurrent_runs"]))
+        print()
+        print(table("kill -9, then the same command resumes", [result["kill_resumes"]]))
+        print()
+        print(table(f"rater load ({os.cpu_count()} CPUs, clients on the same machine)", result["rater_load"]))
+        print()
+    print(table("probes (issue 24): what should happen, what did", result["probes"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
