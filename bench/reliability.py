@@ -234,6 +234,7 @@ def rater_load(root: Path, raters: int, votes: int, workers: int) -> dict:
 
 PASSWORD = "S3cr3t-pw"
 CURRICULUM = """
+output_dir: runs/probe
 stages:
   - stage: 1
     context: 128
@@ -300,7 +301,9 @@ def probe_forged_hash_cache(root: Path) -> list[dict]:
 
     from safetensors.torch import load_file, save_file
 
+    from evalsuite import gate_db
     from evalsuite.checkpoint_id import checkpoint_identity
+    from evalsuite.store import Store
     from ttt_omni.resources import bundled
 
     folder = root / "forged"
@@ -321,16 +324,19 @@ def probe_forged_hash_cache(root: Path) -> list[dict]:
     db, env = str(folder / "r.db"), {"TTT_OMNI_CACHE": str(folder / "cache")}
     ran = evalsuite("run", "--task", "ppl_vs_length", "--model", f"ttt:{good}", "--lengths", "64,128", "--limit", "1",
                     "--db", db, "--no-progress", env=env)
-    from evalsuite.store import Store
-
     stored = Store(db).runs()["model_hash"].tolist() if ran.returncode == 0 else []
-    gate = evalsuite("gate", "--checkpoint", str(tampered), "--stage", "1", "--config", str(folder / "curriculum.yaml"),
-                     "--db", db, env=env)
+    config = str(folder / "curriculum.yaml")
+    gates = {name: evalsuite("gate", "--checkpoint", str(ckpt), "--stage", "1", "--config", config, "--db", db, env=env)
+             for name, ckpt in (("tampered", tampered), ("good", good))}
+    outcomes = {name: gate_db.latest(db, digest, 1) for name, digest in (("tampered", forged), ("good", real))}
+    said = {name: f"exit {gates[name].returncode}, {(outcomes[name] or {}).get('outcome', 'no decision')}"
+            for name in gates}
     under = "the good weights' hash" if stored == [real] else f"hash(es) {stored} (good: {real}, forged: {forged})"
-    return [{"item": 1, "probe": "forged hash-cache entry: good checkpoint evaluated, gate asked about tampered weights",
-             "expected": "results under the good weights' hash; the gate on the tampered ones does not pass",
-             "result": f"results under {under}; gate on the tampered weights: exit {gate.returncode}",
-             "ok": stored == [real] and gate.returncode != 0}]
+    return [{"item": 1, "probe": "forged hash-cache entry: good checkpoint evaluated, then the gate on each",
+             "expected": "results under the good weights' hash; the gate passes the good weights only",
+             "result": f"results under {under}; gate on the tampered weights: {said['tampered']}; on the good: "
+                       f"{said['good']}",
+             "ok": stored == [real] and gates["tampered"].returncode == 1 and gates["good"].returncode == 0}]
 
 
 def probe_passwords(root: Path) -> list[dict]:
@@ -350,7 +356,8 @@ def probe_passwords(root: Path) -> list[dict]:
                        "lines",
              "ok": codes == [0, 0, 0, 2, 0] and PASSWORD not in printed},
             {"item": 2, "probe": "a store that cannot be reached (postgresql://ev:PASSWORD@127.0.0.1:9/...)",
-             "expected": "one line without the password", "result": one_line(unreachable)[0].replace(PASSWORD, "PASSWORD"),
+             "expected": "one line without the password",
+             "result": one_line(unreachable)[0].replace(PASSWORD, "PASSWORD"),
              "ok": one_line(unreachable)[1] and PASSWORD not in unreachable.stderr}]
 
 

@@ -61,7 +61,7 @@ class LoadedModel:
 
 
 def cache_dir() -> Path:
-    """Where built artefacts (tokenizers, content hashes) are kept: $TTT_OMNI_CACHE or ~/.cache/ttt-omni."""
+    """Where built artefacts (the rebuilt SmolLM2, converted Whisper) go: $TTT_OMNI_CACHE or ~/.cache/ttt-omni."""
     return Path(os.environ.get("TTT_OMNI_CACHE") or Path.home() / ".cache" / "ttt-omni")
 
 
