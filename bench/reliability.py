@@ -322,7 +322,7 @@ def probe_forged_hash_cache(root: Path) -> list[dict]:
     entry.write_text(forged)
     (folder / "curriculum.yaml").write_text(CURRICULUM)
     db, env = str(folder / "r.db"), {"TTT_OMNI_CACHE": str(folder / "cache")}
-    ran = evalsuite("run", "--task", "ppl_vs_length", "--model", f"ttt:{good}", "--lengths", "64,128", "--limit", "1",
+    ran = evalsuite("run", "--task", "ppl_vs_length", "--model", f"ttt:{good}", "--lengths", "64,128",
                     "--db", db, "--no-progress", env=env)
     stored = Store(db).runs()["model_hash"].tolist() if ran.returncode == 0 else []
     config = str(folder / "curriculum.yaml")
