@@ -250,8 +250,16 @@ class Trainer:
         if self.main:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         log_path = self.out / "train_log.csv"
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main)
         last = {**(last_row(log_path) if self.step else {}), "step": self.step}  # resumed: what the log holds
+        with tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main) as bar:
+            last = self._steps(stop, bar, last)
+        if self.step < cfg.steps:
+            return {**last, "final": None}
+        return {**last, "final": str(self.export(self.out / "final"))}
+
+    def _steps(self, stop: int, bar, last: dict) -> dict:
+        """Trains up to step `stop`; returns the last step's log row (`last` when none runs)."""
+        cfg, log_path = self.cfg, self.out / "train_log.csv"
         while self.step < stop:
             batch = self.task.batch(self.step)
             watch = self.monitor.wants(self.step) and bool(self.ttt)
@@ -286,10 +294,7 @@ class Trainer:
             bar.set_postfix(loss=f"{last['loss']:.3f}")
             if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
-        bar.close()
-        if self.step < cfg.steps:
-            return {**last, "final": None}
-        return {**last, "final": str(self.export(self.out / "final"))}
+        return last
 
     def _clip(self) -> float:
         if self.cfg.fsdp:
