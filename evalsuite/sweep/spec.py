@@ -132,9 +132,9 @@ class SweepSpec(Schema):
         elif self.trials is None:
             raise ValueError(f"trials: required with sampler {self.sampler} (how many trials to run)")
         elif all(s.grid is not None for s in self.space.values()) and self.trials > self.grid_size():
-            raise ValueError(f"trials: {self.trials} is more than the {self.grid_size()} settings x seeds of this space "
-                             f"(every field a grid), so trials would repeat; at most {self.grid_size()}, or sampler "
-                             "grid to run each once")
+            raise ValueError(f"trials: {self.trials} is more than the {self.grid_size()} settings x seeds of this "
+                             f"space (every field a grid), so trials would repeat; at most {self.grid_size()}, or "
+                             "sampler grid to run each once")
         for name, value in self.default.items():
             if name not in self.space:
                 raise ValueError(f"default: {name!r} is not a field of `space` ({sorted(self.space)})")

@@ -143,5 +143,6 @@ def test_a_distillation_killed_mid_transfer_resumes_to_the_report_of_one_run(sou
     assert {k: v for k, v in b.items() if k not in per_run} == {k: v for k, v in a.items() if k not in per_run}
     assert set(b["transfer"]["layers"]) == {"2", "3"}
     for name in ("summary.csv", "validation.csv", "monitor.csv", "distill_log.csv"):
-        logs = [pd.read_csv(w / "transfer" / name).drop(columns=["tokens_per_s"], errors="ignore") for w in (tmp_path / "wa", work)]
-        assert logs[1].to_dict("records") == logs[0].to_dict("records"), name
+        want, got = (pd.read_csv(w / "transfer" / name).drop(columns=["tokens_per_s"], errors="ignore")
+                     for w in (tmp_path / "wa", work))
+        assert got.to_dict("records") == want.to_dict("records"), name
