@@ -62,6 +62,8 @@ def test_a_run_killed_between_checkpoints_logs_each_step_once_after_resuming(tin
     for name in ("train_log.csv", "monitor.csv"):
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes(), name
     assert sorted(set(pd.read_csv(tmp_path / "b" / "monitor.csv")["step"])) == [0, 1, 2, 3, 4, 5]
+    done = Trainer(tiny_train_config(output_dir=str(tmp_path / "b"), steps=6, save_every=3, monitor_every=1))
+    assert done.resume() and done.train()["loss"] == expected["loss"]  # nothing left to train: the log's last row
 
 
 def test_inner_params_stay_float32_through_bf16_autocast_steps(tiny_train_config):
