@@ -1,8 +1,10 @@
-"""Reliability of the results store and the rater form under load. Prints three tables and writes
+"""Reliability of the results store and the rater form under load. Prints a table for each part and writes
 bench/out/reliability.json.
 
     .venv/bin/python bench/reliability.py [--processes 4] [--units 40] [--kills 5] [--raters 50] [--votes 20]
                                           [--workers 1,4]
+                                          [--sweep-trials 12] [--sweep-runs 2] [--probes-only]
+    .venv/bin/python bench/reliability.py --from-json FILE
 
 1. concurrent runs: `--processes` `evalsuite run` processes on one SQLite store, each its own run, then as many
    identical ones (they share the run while it is unfinished: every unit stored once, one finalizer, the others wait;
@@ -11,8 +13,10 @@ bench/out/reliability.json.
    finalizes), resumed by the same command each time; units stored, units computed twice, metric rows.
 3. rater load: `--raters` raters each voting on `--votes` pairs at once through `evalsuite raters serve` with each
    number of `--workers`; requests, votes sent vs stored, 5xx, latency p50/p99/max.
-
-4. probes (`--probes`, issue 24's holes): attacks and bad inputs as a user would try them, each a real `evalsuite`
+4. sweep specs: each kind of searched field (grid, uniform, log_uniform, int_range) with each sampler that takes it
+   (grid, random, tpe): accepted, and `--sweep-trials` suggestions inside the space; then one real `ttt-omni sweep`
+   of `--sweep-runs` trials with a random sampler over three ranges.
+5. probes (issue 24's holes): attacks and bad inputs as a user would try them, each a real `evalsuite`
    command, with what it should give and what it gave: a forged hash-cache entry (item 1), a store URL's password in
    the output (item 2), one line and exit 2 for bad input (item 10). `--probes-only` runs only these; `--from-json
    FILE` prints the probes' table of a JSON written before, as markdown (docs/results-store.md shows it).
@@ -445,6 +449,83 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SWEEP_SPACES = {  # a kind of searched field: (training option, its space, a check of a suggested value)
+    "grid": ("model_overrides.ttt_type", "{grid: [linear, mlp]}", lambda v: v in ("linear", "mlp")),
+    "uniform": ("lr", "{uniform: [0.001, 0.01]}", lambda v: type(v) is float and 0.001 <= v <= 0.01),
+    "log_uniform": ("ttt_lr", "{log_uniform: [0.0001, 0.01]}", lambda v: type(v) is float and 1e-4 <= v <= 1e-2),
+    "int_range": ("warmup", "{int_range: [1, 3]}", lambda v: type(v) is int and 1 <= v <= 3),
+}
+
+
+def sweep_spec(root: Path, name: str, space: dict[str, str], sampler: str, trials: int | None, extra: str = "") -> Path:
+    path = root / f"{name}.yaml"
+    lines = [f"study: {name}", "train: tiny-ttt", "seeds: [0]", f"sampler: {sampler}", "space:"]
+    lines += [f"  {field}: {value}" for field, value in space.items()]
+    lines += [f"trials: {trials}"] if trials is not None else []
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def sweep_spaces(root: Path, trials: int) -> list[dict]:
+    """Every kind of searched field with every sampler that takes it (grid needs grids): is the spec, written as
+    YAML, accepted, and are the suggestions of the study a worker opens (`trials`, or every grid point) inside it?"""
+    from evalsuite.sweep.spec import SweepSpecError, load_spec
+    from evalsuite.sweep.study import open_study, params_of
+
+    rows = []
+    for kind, (field, space, inside) in SWEEP_SPACES.items():
+        for sampler in ("grid", "random", "tpe") if kind == "grid" else ("random", "tpe"):
+            name = f"{kind}-{sampler}".replace("_", "-")
+            n = None if sampler == "grid" else 2 if kind == "grid" else trials
+            row = {"space": kind, "sampler": sampler, "accepted": "no", "trials": 0, "inside": 0, "distinct": 0}
+            try:
+                spec = load_spec(sweep_spec(root, name, {field: space}, sampler, n, "set: {steps: 4}\n"))
+            except SweepSpecError as e:
+                rows.append({**row, "error": str(e).split(": ", 1)[-1][:60]})
+                continue
+            seen = []
+            study = open_study(spec, str(root / f"{name}.db"))
+            study.optimize(lambda t: seen.append(params_of(spec, t)[field]) or float(len(seen)),
+                           n_trials=spec.n_trials())
+            rows.append({**row, "accepted": "yes", "trials": len(seen), "inside": sum(map(inside, seen)),
+                         "distinct": len(set(seen)), "error": ""})
+    return rows
+
+
+def sweep_over_ranges(root: Path, trials: int) -> dict:
+    """One real `ttt-omni sweep` (training and evaluating each trial) with a random sampler over a log_uniform, a
+    uniform and an int_range field."""
+    import optuna
+
+    from ttt_omni.data_manifest import books
+
+    text = books("train")[0].read()[:40_000]  # a few short conversations: tokenising every book costs each trial
+    data = root / "conversations.jsonl"
+    data.write_text("".join(json.dumps({"conversation_id": i, "turns": [{"speaker": "book", "text": text[
+        i * 8000:(i + 1) * 8000]}]}) + "\n" for i in range(5)))
+    space = {name: SWEEP_SPACES[kind][1] for kind, name in (("log_uniform", "ttt_lr"), ("uniform", "lr"),
+                                                             ("int_range", "warmup"))}
+    path = sweep_spec(root, "ranges", space, "random", trials, textwrap.dedent(f"""\
+        set: {{steps: 4, context: 64, batch_size: 2, monitor_every: 2, books_split: null, jsonl: {data},
+              tokenizer: bundled:checkpoints/tiny-ttt}}
+        objective: {{task: ppl_vs_length, metric: cum_ppl, bin: length=256, lengths: [256], limit: 1}}
+        output_dir: {root}/runs/{{study}}
+        """))
+    db = root / "ranges.db"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "ttt_omni.cli", "sweep", str(path), "--db", str(db),
+                           "--no-progress"], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - start
+    study = optuna.load_study(study_name="ranges", storage=f"sqlite:///{db}") if db.exists() else None
+    complete = [t for t in (study.trials if study else []) if t.state.name == "COMPLETE"]
+    inside = sum(all(SWEEP_SPACES[k][2](t.params[n]) for k, n in (("log_uniform", "ttt_lr"), ("uniform", "lr"),
+                                                                   ("int_range", "warmup"))) for t in complete)
+    return {"trials": trials, "exit": done.returncode, "complete": len(complete), "params_inside": inside,
+            "wall_s": round(wall, 1), "last_line": (done.stdout.strip().splitlines() or done.stderr.strip()
+                                                    .splitlines() or [""])[-1][:70]}
+
+
 def table(title: str, rows: list[dict]) -> str:
     cols = list(rows[0])
     width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
@@ -462,6 +543,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--raters", type=int, default=50)
     ap.add_argument("--votes", type=int, default=20)
     ap.add_argument("--workers", default="1,4")
+    ap.add_argument("--sweep-trials", type=int, default=12, help="suggestions per sampler over each kind of field")
+    ap.add_argument("--sweep-runs", type=int, default=2, help="trials of the real sweep over ranges (0: none)")
     ap.add_argument("--probes-only", action="store_true", help="run only the probes of issue 24's holes")
     ap.add_argument("--from-json", type=Path, help="print the probes' table of this JSON as markdown; run nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "reliability.json")
@@ -485,6 +568,9 @@ def main(argv: list[str] | None = None) -> dict:
             for w in workers:
                 result["rater_load"].append(rater_load(root, args.raters, args.votes, w))
                 bar.update()
+            result["sweep_spaces"] = sweep_spaces(root, args.sweep_trials)
+            if args.sweep_runs:
+                result["sweep_over_ranges"] = sweep_over_ranges(root, args.sweep_runs)
         result["probes"] = probes(root)
         bar.update()
     if not args.probes_only:
@@ -493,6 +579,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(table("kill -9, then the same command resumes", [result["kill_resumes"]]))
         print()
         print(table(f"rater load ({os.cpu_count()} CPUs, clients on the same machine)", result["rater_load"]))
+        print()
+        print(table("sweep specs: every kind of searched field with every sampler", result["sweep_spaces"]))
+        if "sweep_over_ranges" in result:
+            print()
+            print(table("a real sweep over ranges (random sampler)", [result["sweep_over_ranges"]]))
         print()
     print(table("probes (issue 24): what should happen, what did", result["probes"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -67,17 +67,37 @@ def bundled_whisper_base() -> Path:
     return out
 
 
+# CTranslate2 picks its CPU kernels by machine: Intel MKL on Intel CPUs and oneDNN elsewhere, the widest vector ISA
+# the CPU has (AVX512 / AVX2 / ...), and the int8 path by the CPU's instructions; the thread count changes the order
+# of float sums. Each choice changed Whisper-base's transcripts of the same WAVs here (docs/evaluation.md#asr_wer),
+# so the CPU path is pinned to one choice that every x86-64 machine of the CI kind runs: oneDNN, AVX2, float32, 2
+# threads. CT2 reads these variables when it first computes, so they are set before the model is built.
+CPU_KERNELS = {"CT2_USE_MKL": "0", "CT2_FORCE_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+CPU_THREADS = 2
+
+
+def pin_cpu_kernels() -> None:
+    """The same CTranslate2 kernels on every x86-64 CPU with AVX2 (a user's own setting of a variable is kept)."""
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        for name, value in CPU_KERNELS.items():
+            os.environ.setdefault(name, value)
+
+
 class FasterWhisperASR:
     def __init__(self, model_dir: str | os.PathLike | None = None, device: str = "cpu"):
-        from faster_whisper import WhisperModel
-
         path = Path(model_dir) if model_dir else bundled_whisper_base()
         if not (path / "model.bin").is_file():
             raise ASRError(f"faster-whisper:{path}: not a CTranslate2 Whisper directory (expected {path / 'model.bin'})")
         device = "cuda" if str(device).startswith("cuda") else "cpu"
+        if device == "cpu":
+            pin_cpu_kernels()
+        from faster_whisper import WhisperModel
+
         self.name = f"faster-whisper:{'whisper-base (embedded)' if model_dir is None else path.name}"
-        self.model = WhisperModel(str(path), device=device, compute_type="int8" if device == "cpu" else "float16",
-                                  cpu_threads=min(4, os.cpu_count() or 1))
+        self.model = WhisperModel(str(path), device=device, compute_type="float32" if device == "cpu" else "float16",
+                                  cpu_threads=CPU_THREADS)
 
     def transcribe(self, wav: str | os.PathLike) -> Transcript:
         samples = _load(wav)

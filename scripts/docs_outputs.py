@@ -7,7 +7,12 @@ A generated block in a page:
     (the command's stdout, replaced on every run)
     <!-- /output -->
 
-Each command runs with bash from the repository root, with a fresh results store of its own ($EVALSUITE_DB), the
+A block whose numbers may differ by machine names the largest difference it accepts, and the page says why:
+
+    <!-- output (numbers ±0.03): evalsuite run --task asr_wer --limit 4 --format markdown -->
+
+--check then passes while the text is the same and each number is within that distance of the page's (the page keeps
+its numbers); any other difference is stale as usual. Each command runs with bash from the repository root, with a fresh results store of its own ($EVALSUITE_DB), the
 venv's programs on PATH and a 100-column terminal. Usage:
 
     .venv/bin/python scripts/docs_outputs.py            # rewrite the blocks
@@ -28,7 +33,17 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-BLOCK = re.compile(r"(<!-- output: (?P<command>.+?) -->\n)(?P<body>.*?)(<!-- /output -->)", re.S)
+BLOCK = re.compile(r"(<!-- output(?: \(numbers ±(?P<tolerance>[0-9.]+)\))?: (?P<command>.+?) -->\n)(?P<body>.*?)"
+                   r"(<!-- /output -->)", re.S)
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def within(old: str, new: str, tolerance: float) -> bool:
+    """Same text around the numbers, and each number of `new` within `tolerance` of the one at its place in `old`."""
+    if NUMBER.split(old) != NUMBER.split(new):
+        return False
+    pairs = zip(NUMBER.findall(old), NUMBER.findall(new), strict=True)
+    return all(abs(float(a) - float(b)) <= tolerance for a, b in pairs)
 
 
 def run(command: str) -> str:
@@ -45,9 +60,11 @@ def run(command: str) -> str:
 def regenerate(text: str, bar) -> str:
     def fill(m: re.Match) -> str:
         bar.set_postfix_str(m["command"][:60])
-        out = m.group(1) + run(m["command"]) + m.group(4)
+        body = run(m["command"])
+        if m["tolerance"] and within(m["body"], body, float(m["tolerance"])):
+            body = m["body"]
         bar.update(1)
-        return out
+        return m.group(1) + body + m.group(5)
     return BLOCK.sub(fill, text)
 
 

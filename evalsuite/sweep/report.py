@@ -186,6 +186,7 @@ def plot(rows: pd.DataFrame, spec: SweepSpec, out: str | Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     metric = f"{spec.objective.metric}" + (f" @ {spec.objective.bin}" if spec.objective.bin else "")
+    rows = rows.assign(value=pd.to_numeric(rows["value"], errors="coerce"))  # a failed trial's value is None
     fields = list(spec.space)
     fig, axes = plt.subplots(1, 1 + len(fields), figsize=(4.2 * (1 + len(fields)), 3.8), squeeze=False)
     ax = axes[0][0]
@@ -204,7 +205,8 @@ def plot(rows: pd.DataFrame, spec: SweepSpec, out: str | Path) -> Path:
         xs = {v: i for i, v in enumerate(values)}
         labels = done[name].map(_text)
         if spec.space[name].grid is not None:  # categorical: seeds as dots, the mean and its t interval per value
-            ax.scatter(labels.map(xs) - 0.08, done["value"], color="#999999", s=14, label="one seed")
+            positions = labels.map(xs).astype(float)  # float even with no complete trial (an empty str column)
+            ax.scatter(positions - 0.08, done["value"], color="#999999", s=14, label="one seed")
             for v, i in xs.items():
                 mean, low, high = t_interval(done[labels == v]["value"])
                 if not math.isnan(mean):

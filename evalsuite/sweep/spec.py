@@ -7,8 +7,8 @@ field), and what it means for one trial: the training config of a parameter sett
     space:                            # the searched fields: TrainConfig options, or model_overrides.FIELD
       model_overrides.ttt_type: {grid: [linear, mlp]}
       ttt_lr: {log_uniform: [1.0e-5, 1.0e-2]}
-    sampler: grid                     # grid | random | tpe (Bayesian)
-    trials: 12                        # random / tpe: how many; grid: every point x every seed
+    sampler: tpe                      # grid (every field a grid) | random | tpe (Bayesian)
+    trials: 12                        # random / tpe: how many; grid: left out (every point x every seed)
     seeds: [0, 1, 2]                  # the training seed is one more searched parameter, `seed`
     default: {model_overrides.ttt_type: linear}   # the reference setting the report compares the best with
     objective: {task: ppl_vs_length, metric: cum_ppl, bin: length=4096, direction: minimize, lengths: [4k], limit: 5}
@@ -52,9 +52,9 @@ class Space(Schema):
     `uniform` / `log_uniform` [low, high] (floats) or `int_range` [low, high]."""
 
     grid: list[Any] | None = Field(default=None, min_length=1)
-    uniform: tuple[Number, Number] | None = None
-    log_uniform: tuple[Number, Number] | None = None
-    int_range: tuple[int, int] | None = None
+    uniform: list[Number] | None = None  # lists, not tuples: strict pydantic takes no YAML list for a tuple
+    log_uniform: list[Number] | None = None
+    int_range: list[int] | None = None
 
     @model_validator(mode="after")
     def _one(self):
@@ -62,6 +62,8 @@ class Space(Schema):
         if len(given) != 1:
             raise ValueError(f"expected exactly one of grid, uniform, log_uniform, int_range, got {given or 'none'}")
         bounds = getattr(self, given[0])
+        if given[0] != "grid" and len(bounds) != 2:
+            raise ValueError(f"{given[0]}: expected [low, high], got {bounds}")
         if given[0] != "grid" and not bounds[0] < bounds[1]:
             raise ValueError(f"{given[0]}: expected [low, high] with low < high, got {list(bounds)}")
         if given[0] == "log_uniform" and bounds[0] <= 0:
@@ -129,6 +131,10 @@ class SweepSpec(Schema):
                 raise ValueError(f"trials: a grid runs every point x every seed ({self.grid_size()}); leave it out")
         elif self.trials is None:
             raise ValueError(f"trials: required with sampler {self.sampler} (how many trials to run)")
+        elif all(s.grid is not None for s in self.space.values()) and self.trials > self.grid_size():
+            raise ValueError(f"trials: {self.trials} is more than the {self.grid_size()} settings x seeds of this "
+                             f"space (every field a grid), so trials would repeat; at most {self.grid_size()}, or "
+                             "sampler grid to run each once")
         for name, value in self.default.items():
             if name not in self.space:
                 raise ValueError(f"default: {name!r} is not a field of `space` ({sorted(self.space)})")

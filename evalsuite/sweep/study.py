@@ -8,12 +8,14 @@ cores, each with its own torch threads (`ttt-omni sweep SPEC --threads 1` in N s
 A worker killed with kill -9 leaves its trial RUNNING with a heartbeat that stops. After 2 x `heartbeat_s` any worker
 marks it failed and queues a retry with the same parameters (Optuna's RetryHeartbeatStaleTrialCallback, intermediate
 values kept); the retry continues the killed training from its last checkpoint and reuses finished evaluations. A
-point counts once, by its last try: never lost, never double-counted. After `max_retries` it stays failed. A trial
-that fails by itself (the monitor stops a diverging run, NaN in the model) is failed and not retried: its setting is
-the cause.
+point counts once, by its last try: never lost, never double-counted. After `max_retries` it stays failed. Ctrl-C
+stops a worker with one line (exit 130); its trial is queued again at once, for the next worker to continue like a
+killed one, and that retry does not count against `max_retries`. A trial that fails by itself (the monitor stops a
+diverging run, NaN in the model) is failed and not retried: its setting is the cause.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -41,6 +43,8 @@ SPEC_ATTR = "sweep_spec"
 DIGEST_ATTR = "sweep_spec_digest"
 # a failure of the trial's setting: recorded as a failed trial, and the worker goes on
 SETTING_FAILURES = (MonitorAlarm, NonFiniteError, NonFiniteModelError)
+# where Optuna (the locked version) logs a failed trial
+optuna_log = logging.getLogger("optuna.study._optimize")
 
 
 @contextmanager
@@ -183,25 +187,46 @@ def progress(study: optuna.Study, spec: SweepSpec) -> Progress:
     return Progress(spec.n_trials(), settled, running, waiting)
 
 
-def objective(spec: SweepSpec, store: Store, progress_bars: bool):
-    def run(trial: optuna.Trial) -> float:
-        params = params_of(spec, trial)
-        frozen = trial.study._storage.get_trial(trial._trial_id)
-        number = origin(frozen)
-        trial.set_user_attr("train_dir", str(trial_dir(spec, number)))
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queues an interrupted trial to run again, as a killed one is (the same parameters and reports; the retry
+    continues its training). Ctrl-C is no fault of the setting, so it does not count against `max_retries`."""
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
+        system_attrs={**trial.system_attrs, "failed_trial": origin(trial)},
+        intermediate_values=trial.intermediate_values))
 
-        def report(step: int, value: float) -> bool:
-            trial.report(value, step)
-            return trial.should_prune()
+
+class _QuietInterrupt(logging.Filter):
+    """Drops Optuna's warnings that an interrupted trial failed (with the KeyboardInterrupt's traceback): Ctrl-C is
+    one line."""
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted: int | None = None  # the trial's number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.interrupted is None or not record.getMessage().startswith(f"Trial {self.interrupted} failed ")
+
+
+def objective(spec: SweepSpec, store: Store, progress_bars: bool, quiet: _QuietInterrupt | None = None):
+    def run(trial: optuna.Trial) -> float:
         try:
+            params = params_of(spec, trial)
+            frozen = trial.study._storage.get_trial(trial._trial_id)
+            number = origin(frozen)
+            trial.set_user_attr("train_dir", str(trial_dir(spec, number)))
+
+            def report(step: int, value: float) -> bool:
+                trial.report(value, step)
+                return trial.should_prune()
             result = run_trial(spec, number, params, store, report=report, reported=dict(frozen.intermediate_values),
                                progress=progress_bars)
         except TrialPruned as e:
             raise optuna.TrialPruned(str(e)) from None
-        except KeyboardInterrupt:  # Ctrl-C: this trial is failed, like a killed one its retry is queued
-            with experimental():
-                RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries, inherit_intermediate_values=True)(
-                    trial.study, trial.study._storage.get_trial(trial._trial_id))
+        except KeyboardInterrupt:  # Ctrl-C: Optuna fails this try, and the next worker continues it
+            requeue(trial.study, trial.study._storage.get_trial(trial._trial_id))
+            if quiet is not None:
+                quiet.interrupted = trial.number
             raise
         trial.set_user_attr("eval_run_id", result.eval_run_id)
         if result.monitor_run_id is not None:
@@ -233,6 +258,11 @@ def run_worker(spec: SweepSpec, db: str | None = None, *, threads: int = 1, max_
         if state.waiting == 0 and state.settled + state.running >= state.target:
             time.sleep(spec.heartbeat_s)  # the rest is running elsewhere (or in a killed worker, failed after grace)
             continue
-        with experimental():
-            study.optimize(objective(spec, store, progress_bars), n_trials=1, catch=SETTING_FAILURES)
+        quiet = _QuietInterrupt()
+        optuna_log.addFilter(quiet)
+        try:
+            with experimental():
+                study.optimize(objective(spec, store, progress_bars, quiet), n_trials=1, catch=SETTING_FAILURES)
+        finally:
+            optuna_log.removeFilter(quiet)
         ran += 1

@@ -1,6 +1,10 @@
 """`ttt-omni distill` end to end on a real tiny Llama, resumable; the delta round trip; bad input."""
 import json
+import signal
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 import torch
 from support.distill import LAYERS
@@ -12,6 +16,28 @@ from ttt_omni.models import TTTLlamaForCausalLM
 
 ARGS = ["--ttt-layers", "2-3", "--mini-batch-size", "16", "--seq-len", "64", "--train-sequences", "3",
         "--validation-sequences", "2", "--sequences-per-shard", "2", "--steps", "3"]
+
+
+# `ttt-omni distill` killed with kill -9 at layer 3's second transfer step (layer 2 finished, its time written often)
+KILLED = """
+import os, signal, sys
+import torch
+import ttt_omni.distill.transfer as transfer
+from ttt_omni.cli import main
+from ttt_omni.distill.pipeline import _Phases
+
+torch.set_num_threads(1)
+_Phases.FLUSH_S = 0.05
+real = transfer.batch_rows
+
+def batch_rows(store, settings, step):
+    if step == 1 and os.path.exists(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(store, settings, step)
+
+transfer.batch_rows = batch_rows
+main(sys.argv[2:])
+"""
 
 
 def _logits(model, ids):
@@ -99,3 +125,24 @@ def test_bad_input_is_one_line(source, tmp_path, capsys):
     assert err.startswith("ttt-omni distill: error: calibration corpus") and len(err.strip().splitlines()) == 1
     assert cli_main(["distill", str(source), str(tmp_path / "o"), "--steps", "0"]) == 2
     assert "steps=0" in capsys.readouterr().err
+
+
+def test_a_distillation_killed_mid_transfer_resumes_to_the_report_of_one_run(source, corpus, tmp_path):
+    args = [*ARGS, "--corpus", str(corpus)]
+    assert cli_main(["distill", str(source), str(tmp_path / "a"), *args, "--work-dir", str(tmp_path / "wa")]) == 0
+    work = tmp_path / "wb"
+    command = ["distill", str(source), str(tmp_path / "b"), *args, "--work-dir", str(work)]
+    killed = subprocess.run([sys.executable, "-c", KILLED, str(work / "transfer" / "layer-2.safetensors"), *command],
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    spent = json.loads((work / "phases.json").read_text())["transfer"]
+    assert cli_main(command) == 0
+    a, b = (json.loads((tmp_path / name / DISTILL_REPORT_NAME).read_text()) for name in "ab")
+    assert b["wall_time_s"]["transfer"] >= round(spent, 1) > 0  # the killed run's time is counted
+    per_run = ("output", "wall_time_s", "peak_rss_mb_this_process")
+    assert {k: v for k, v in b.items() if k not in per_run} == {k: v for k, v in a.items() if k not in per_run}
+    assert set(b["transfer"]["layers"]) == {"2", "3"}
+    for name in ("summary.csv", "validation.csv", "monitor.csv", "distill_log.csv"):
+        want, got = (pd.read_csv(w / "transfer" / name).drop(columns=["tokens_per_s"], errors="ignore")
+                     for w in (tmp_path / "wa", work))
+        assert got.to_dict("records") == want.to_dict("records"), name

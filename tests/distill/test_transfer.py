@@ -1,5 +1,6 @@
 """Attention transfer: the loss, one step lowering it, both schedules taking the same steps, and a resumed run
 ending bit-identical to an uninterrupted one."""
+import pandas as pd
 import pytest
 import torch
 from support.distill import LAYERS, fresh_layers
@@ -59,9 +60,16 @@ def test_both_schedules_take_the_same_steps(store, source, tmp_path):
             torch.testing.assert_close(joint[i].state_dict()[name], p, rtol=0, atol=1e-6)
 
 
+def _rows(path):
+    """A log's rows without its timings."""
+    return pd.read_csv(path).drop(columns=["tokens_per_s"], errors="ignore").to_dict("records")
+
+
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(store, source, tmp_path, monkeypatch):
+    """Stopped in layer 3's step 4 (its step-2 checkpoint saved, step 3 logged), then run again by a new process:
+    the same weights, results and logs (each step once) as a run that was never stopped."""
     whole = fresh_layers(source, tmp_path / "a")
-    LayerTransfer(whole, store, tmp_path / "a" / "t", _settings(steps=6)).run()
+    expected = LayerTransfer(whole, store, tmp_path / "a" / "t", _settings(steps=6)).run()
 
     interrupted = fresh_layers(source, tmp_path / "b")
     real = transfer_module.batch_rows
@@ -80,11 +88,13 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(store, source, tmp_p
     assert not (tmp_path / "b" / "t" / "layer-3.safetensors").is_file()
     monkeypatch.setattr(transfer_module, "batch_rows", real)
     resumed = fresh_layers(source, tmp_path / "c")  # a new process: fresh layers, state from the work folder
-    LayerTransfer(resumed, store, tmp_path / "b" / "t", _settings(steps=6)).run()
+    assert LayerTransfer(resumed, store, tmp_path / "b" / "t", _settings(steps=6)).run() == expected
     for i in LAYERS:
         a = load_file(str(tmp_path / "a" / "t" / f"layer-{i}.safetensors"))
         b = load_file(str(tmp_path / "b" / "t" / f"layer-{i}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), i
+    for name in ("summary.csv", "validation.csv", "monitor.csv", "distill_log.csv"):
+        assert _rows(tmp_path / "b" / "t" / name) == _rows(tmp_path / "a" / "t" / name), name
 
 
 def test_other_settings_in_the_same_folder_are_refused(store, converted_layers, tmp_path):

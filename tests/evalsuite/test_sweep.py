@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import pandas as pd
 import pytest
 
 optuna = pytest.importorskip("optuna")  # the `sweep` extra
@@ -129,6 +130,48 @@ def test_kill_9_mid_trial_then_resume_counts_every_trial_once(tmp_path, conversa
     # the retried training continued from its step-2 checkpoint: every step logged once
     train_log = (tmp_path / "runs" / "killed" / f"trial-{killed.number:04d}" / "train_log.csv").read_text()
     assert [int(line.split(",")[0]) for line in train_log.splitlines()[1:]] == [1, 2, 3, 4]
+
+
+def test_ctrl_c_mid_training_is_one_line_and_the_next_worker_continues_the_trial(tmp_path, conversations, monkeypatch,
+                                                                                 capfd):
+    """Ctrl-C right after training step 3 is logged (its last checkpoint at step 2): exit 130 with one line and no
+    traceback; the report reads the study; the next worker continues the trial from step 2 with every step logged
+    once, in the files and in the stored monitor."""
+    import ttt_omni.train.trainer as trainer_module
+
+    db = tmp_path / "s.db"
+    spec_path = write_spec(tmp_path, conversations, study="ctrlc", pruning="{pruner: none, every: 2}")
+    real = trainer_module.append_csv
+
+    def ctrl_c_after_step_3(path, row):
+        real(path, row)
+        if row.get("step") == 3 and not ctrl_c_after_step_3.done:
+            ctrl_c_after_step_3.done = True
+            raise KeyboardInterrupt
+    ctrl_c_after_step_3.done = False
+    monkeypatch.setattr(trainer_module, "append_csv", ctrl_c_after_step_3)
+    assert ttt_main(["sweep", str(spec_path), "--db", str(db), "--no-progress"]) == 130
+    err = capfd.readouterr().err
+    assert err.strip().splitlines()[-1] == "ttt-omni sweep: interrupted"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert evalsuite_main(["sweep", "report", "ctrlc", "--db", str(db), "--plot", str(tmp_path / "c.png")]) == 0
+
+    spec = load_spec(spec_path)
+    assert run_worker(spec, str(db), progress_bars=False, log=lambda message: None).settled == 2
+    trials = open_study(spec, str(db)).trials
+    interrupted = trials[0]
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == interrupted.number)
+    assert interrupted.state == optuna.trial.TrialState.FAIL and retry.state == optuna.trial.TrialState.COMPLETE
+    assert retry.params == interrupted.params and not retry.system_attrs.get("retry_history")  # no retry spent
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
+    run = tmp_path / "runs" / "ctrlc" / f"trial-{interrupted.number:04d}"
+    assert [int(line.split(",")[0]) for line in (run / "train_log.csv").read_text().splitlines()[1:]] == [1, 2, 3, 4]
+    monitor = pd.read_csv(run / "monitor.csv")
+    assert not monitor.duplicated(["step", "layer"]).any() and sorted(set(monitor["step"])) == [0, 2]
+    stored = Store(db).samples(retry.user_attrs["monitor_run_id"])
+    assert not stored.duplicated(["unit", "name", "bin"]).any()
+    assert len(stored[stored["unit"] == "monitor"]) == len(monitor) * (monitor.shape[1] - 2)
+    assert sorted(set(stored[stored["unit"] == "train_log"]["bin"])) == [f"step={i}" for i in (1, 2, 3, 4)]
 
 
 def test_median_pruner_stops_a_trial_at_an_intermediate_evaluation(tmp_path, conversations):

@@ -77,6 +77,16 @@ def test_plot_marks_pruned_and_failed_trials(tmp_path):
     assert out.stat().st_size > 10_000
 
 
+def test_a_study_whose_only_trial_was_interrupted_is_reported_and_plotted(tmp_path, capsys):
+    """A killed or interrupted trial is failed with no value; before any trial completes the plot had no numbers."""
+    data = rows([None], [])
+    data["state"] = "fail"
+    path = write_json(tmp_path / "toy.json", SPEC, data)
+    png = tmp_path / "toy.png"
+    assert main(["sweep", "report", "--from-json", str(path), "--plot", str(png)]) == 0
+    assert f"wrote {png}" in capsys.readouterr().out and png.stat().st_size > 0
+
+
 @pytest.mark.parametrize("preset", ["ablation-ttt-type", "ablation-mini-batch", "ablation-ttt-layers",
                                     "ablation-base-lr", "ablation-window"])
 def test_the_bundled_presets_are_valid_small_grids(preset):

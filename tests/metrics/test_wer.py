@@ -1,6 +1,11 @@
 """WER on hand-computed examples, per time segment, and through the real pipeline: espeak-ng speech of known
 sentences transcribed by the embedded Whisper-base; silence and noise score 1.0 without a crash."""
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torchmetrics.functional.text as tmf
@@ -90,3 +95,15 @@ def test_missing_audio_is_a_clear_error(asr, tmp_path):
     (tmp_path / "x.wav").write_text("not audio")
     with pytest.raises(ASRError, match="not a WAV file"):
         asr.transcribe(tmp_path / "x.wav")
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the pinned kernels are x86-64's")
+def test_whisper_runs_on_the_pinned_cpu_kernels():
+    """CTranslate2 would pick MKL or oneDNN, the widest ISA and int8 kernels by CPU: the docs' WERs moved by machine."""
+    code = "from evalsuite.asr import load_asr; load_asr('faster-whisper')"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CT2_", "ONEDNN_"))}
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "CT2_VERBOSE": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in ("Selected ISA: AVX2", "Use Intel MKL: false", "Selected compute type: float32"):
+        assert line in proc.stderr, proc.stderr[-2000:]

@@ -47,6 +47,25 @@ def test_resume_after_interruption_is_bit_identical(tiny_train_config, tmp_path)
     assert log_a["loss"].tolist() == log_b["loss"].tolist()
 
 
+def test_a_run_killed_between_checkpoints_logs_each_step_once_after_resuming(tiny_train_config, tmp_path):
+    """Killed after step 5 with its last checkpoint at step 3: steps 4-5 (train_log) and 4 (monitor) were logged
+    and are trained again; the logs end as an uninterrupted run's, byte for byte."""
+    straight = Trainer(tiny_train_config(output_dir=str(tmp_path / "a"), steps=6, save_every=3, monitor_every=1))
+    expected = straight.train()
+    Trainer(tiny_train_config(output_dir=str(tmp_path / "b"), steps=6, save_every=3, monitor_every=1)).train(until=5)
+    with (tmp_path / "b" / "train_log.csv").open("a") as f:
+        f.write("6,2.5")  # and a row cut short by the kill
+    resumed = Trainer(tiny_train_config(output_dir=str(tmp_path / "b"), steps=6, save_every=3, monitor_every=1))
+    assert resumed.resume() and resumed.step == 3
+    assert pd.read_csv(tmp_path / "b" / "train_log.csv")["step"].tolist() == [1, 2, 3]
+    assert resumed.train()["loss"] == expected["loss"]
+    for name in ("train_log.csv", "monitor.csv"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes(), name
+    assert sorted(set(pd.read_csv(tmp_path / "b" / "monitor.csv")["step"])) == [0, 1, 2, 3, 4, 5]
+    done = Trainer(tiny_train_config(output_dir=str(tmp_path / "b"), steps=6, save_every=3, monitor_every=1))
+    assert done.resume() and done.train()["loss"] == expected["loss"]  # nothing left to train: the log's last row
+
+
 def test_inner_params_stay_float32_through_bf16_autocast_steps(tiny_train_config):
     trainer = Trainer(tiny_train_config(bf16=True, steps=2, save_every=100))
     trainer.train()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import resource
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,18 +99,34 @@ def load_teacher(src: str | Path, attention_window: int | None = None, attention
 
 
 class _Phases:
-    """Wall time of each phase, kept in the work directory so that a resumed run adds to the earlier ones."""
+    """Wall time of each phase, kept in the work directory so that a resumed run adds to the earlier ones. A running
+    phase's time is written every FLUSH_S seconds, so that a run killed with kill -9 keeps its time too."""
+
+    FLUSH_S = 5.0
 
     def __init__(self, path: Path):
         self.path = path
         self.times = json.loads(path.read_text()) if path.is_file() else {}
 
     def run(self, name: str, fn):
-        started = time.perf_counter()
-        result = fn()
-        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - started
-        write_json(self.path, self.times)
-        return result
+        earlier, started = self.times.get(name, 0.0), time.perf_counter()
+        stop = threading.Event()
+
+        def flush():
+            self.times[name] = earlier + time.perf_counter() - started
+            write_json(self.path, self.times)
+
+        def beat():
+            while not stop.wait(self.FLUSH_S):
+                flush()
+        thread = threading.Thread(target=beat, name=f"distill {name} time", daemon=True)
+        thread.start()
+        try:
+            return fn()
+        finally:
+            stop.set()
+            thread.join()
+            flush()
 
 
 def _finetune_corpus(corpus: str | None, work: Path) -> dict:
@@ -175,7 +192,7 @@ def distill_checkpoint(src: str | Path, out: str | Path, config: DistillConfig |
             if path.is_file():
                 shutil.copy2(path, tmp / path.name)
         shutil.copy2(converted / REPORT_NAME, tmp / REPORT_NAME)
-        report = _report(src, out, config, calibration, store, transfer, results, finetune, phases)
+        report = _report(src, out, config, calibration, store, results, finetune, phases)
         write_json(tmp / DISTILL_REPORT_NAME, report)
     return report
 
@@ -201,15 +218,7 @@ def _finetune(config: DistillConfig, src: Path, distilled: Path, work: Path) -> 
                                    "data": cfg.books_split or cfg.jsonl}
 
 
-def _report(src, out, config, calibration, store, transfer, results, finetune, phases) -> dict:
-    summary = {}
-    summary_path = transfer.work / "summary.csv"
-    if summary_path.is_file():
-        import csv
-        with summary_path.open() as f:
-            for row in csv.DictReader(f):
-                summary[int(row["layer"])] = {k: float(v) for k, v in row.items() if k != "layer" and v}
-    summary.update(results)
+def _report(src, out, config, calibration, store, results, finetune, phases) -> dict:
     return {
         "source": str(src), "output": str(out),
         "ttt_layers": sorted(store.settings.layers), "ttt_type": config.ttt_type,
@@ -220,7 +229,7 @@ def _report(src, out, config, calibration, store, transfer, results, finetune, p
                         "validation_sequences": config.validation_sequences,
                         "tokens_collected": (config.train_sequences + config.validation_sequences) * config.seq_len,
                         "sequences_available": calibration.available, "teacher_dtype": config.teacher_dtype},
-        "transfer": {**asdict(config.transfer), "layers": {str(k): v for k, v in sorted(summary.items())}},
+        "transfer": {**asdict(config.transfer), "layers": {str(k): v for k, v in sorted(results.items())}},
         "finetune": finetune,
         "wall_time_s": {k: round(v, 1) for k, v in phases.times.items()},
         "peak_rss_mb_this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -16,6 +16,7 @@ scheduler and the step; the batch of a step is a function of (seed, step), so a 
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import random
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from ttt_omni.atomic import replacing_dir, replacing_file, write_json, write_text
 from ttt_omni.layers import TTTBase, TTTInnerParams
 from ttt_omni.train.monitor import MonitorAlarm, TTTMonitor
-from ttt_omni.train.trainer import append_csv
+from ttt_omni.train.trainer import append_csv, keep_rows
 
 from .activations import ActivationStore
 
@@ -145,6 +146,10 @@ class LayerTransfer:
     def finished_path(self, layer: int) -> Path:
         return self.work / f"layer-{layer}.safetensors"
 
+    def result_path(self, layer: int) -> Path:
+        """A finished layer's validation before and after, written just before its weights."""
+        return self.work / f"layer-{layer}.json"
+
     def run(self) -> dict[int, dict]:
         self.work.mkdir(parents=True, exist_ok=True)
         recorded = self.work / "settings.json"
@@ -158,11 +163,15 @@ class LayerTransfer:
             if all(self.finished_path(i).is_file() for i in job):
                 for i in job:
                     self.layers[i].load_state_dict(load_file(str(self.finished_path(i))))
+                    if self.result_path(i).is_file():  # absent in a work folder of an older version
+                        results[i] = json.loads(self.result_path(i).read_text())
                 continue
             results.update(self._train(job_index, job))
-        summary_path = self.work / "summary.csv"
-        for i, row in sorted(results.items()):
-            append_csv(summary_path, {"layer": i, **row})
+        rows = [{"layer": i, **row} for i, row in sorted(results.items())]
+        with replacing_file(self.work / "summary.csv") as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+            writer.writeheader()
+            writer.writerows(rows)
         return results
 
     # --- one job: a layer (layerwise) or all of them (joint) ---
@@ -175,6 +184,7 @@ class LayerTransfer:
         monitor = TTTMonitor(torch.nn.ModuleDict({f"layer{i}": self.layers[i] for i in job}),
                              self.work / "monitor.csv", s.monitor_every, s.max_abs)
         step, before = self._resume(job_index, job, optimizer, scheduler)
+        self._cut_logs(job_index, job, step)
         if before is None:
             before = {i: validation_loss(self.layers[i], i, self.store, s.cosine_weight) for i in job}
         log = self.work / "distill_log.csv"
@@ -229,9 +239,21 @@ class LayerTransfer:
             results[i] = {**{f"before_{k}": v for k, v in before[i].items()},
                           **{f"after_{k}": v for k, v in after.items()}, "steps": s.steps,
                           "tokens": s.steps * s.batch_sequences * self.store.settings.seq_len}
+            write_json(self.result_path(i), results[i])
             with replacing_file(self.finished_path(i)) as tmp:
                 save_file({k: v.detach().contiguous() for k, v in self.layers[i].state_dict().items()}, str(tmp))
         return results
+
+    def _cut_logs(self, job_index: int, job: list[int], step: int) -> None:
+        """The job's log rows as they stood at `step`, where it resumes: a killed run may have logged steps after
+        its last checkpoint, which are trained (and logged) again."""
+        mine = {str(i) for i in job}
+        keep_rows(self.work / "distill_log.csv", lambda row: row["layer"] not in mine or int(row["step"]) <= step)
+        last = self.s.steps  # the row of the end of the job is written after its last checkpoint
+        keep_rows(self.work / "validation.csv", lambda row: row["layer"] not in mine or int(row["step"]) < step
+                  or int(row["step"]) == step < last)
+        first = job_index * self.s.steps  # the monitor numbers the steps of all jobs in one sequence
+        keep_rows(self.work / "monitor.csv", lambda row: int(row["step"]) < first + step)
 
     def _checkpoints(self) -> Path:
         return self.work / "checkpoints"

@@ -250,8 +250,16 @@ class Trainer:
         if self.main:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         log_path = self.out / "train_log.csv"
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main)
-        last = {"step": self.step}
+        last = {**(last_row(log_path) if self.step else {}), "step": self.step}  # resumed: what the log holds
+        with tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not self.main) as bar:
+            last = self._steps(stop, bar, last)
+        if self.step < cfg.steps:
+            return {**last, "final": None}
+        return {**last, "final": str(self.export(self.out / "final"))}
+
+    def _steps(self, stop: int, bar, last: dict) -> dict:
+        """Trains up to step `stop`; returns the last step's log row (`last` when none runs)."""
+        cfg, log_path = self.cfg, self.out / "train_log.csv"
         while self.step < stop:
             batch = self.task.batch(self.step)
             watch = self.monitor.wants(self.step) and bool(self.ttt)
@@ -286,10 +294,7 @@ class Trainer:
             bar.set_postfix(loss=f"{last['loss']:.3f}")
             if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
-        bar.close()
-        if self.step < cfg.steps:
-            return {**last, "final": None}
-        return {**last, "final": str(self.export(self.out / "final"))}
+        return last
 
     def _clip(self) -> float:
         if self.cfg.fsdp:
@@ -383,7 +388,8 @@ class Trainer:
         return path
 
     def resume(self, path: str | Path | None = None) -> bool:
-        """Loads a checkpoint (default: the latest of this run). Returns False when there is none."""
+        """Loads a checkpoint (default: the latest of this run) and cuts this run's logs back to its step. Returns
+        False when there is none."""
         ckpts = self.out / "checkpoints"
         if path is None:
             latest = ckpts / "latest"
@@ -415,7 +421,22 @@ class Trainer:
         np.random.set_state(mine["rng"]["numpy"])
         torch.set_rng_state(mine["rng"]["torch"])
         self.step = state["step"]
+        if self.main:
+            self._cut_logs()
         return True
+
+    def _cut_logs(self) -> None:
+        """The logs and the weights record as they stood at the resumed step: a killed run may have logged steps
+        after its last checkpoint, which the resumed run trains (and logs) again."""
+        step = self.step
+        keep_rows(self.out / "train_log.csv", lambda row: int(row["step"]) <= step)  # logged after the step
+        keep_rows(self.out / "monitor.csv", lambda row: int(row["step"]) < step)  # logged during the step
+        path = self.out / WEIGHTS_RECORD
+        if path.is_file():
+            record = json.loads(path.read_text())
+            kept = [e for e in record["saved"] if e.get("step", 0) <= step]
+            if kept != record["saved"]:
+                write_json(path, {**record, "saved": kept})
 
 
 def append_csv(path: Path, row: dict) -> None:
@@ -426,3 +447,40 @@ def append_csv(path: Path, row: dict) -> None:
             w.writeheader()
         w.writerow(row)
 
+
+def keep_rows(path: Path, keep) -> None:
+    """Rewrites the CSV log at `path` with only the rows for which `keep(row as a dict)` is true (the kept lines
+    unchanged, a partly written last line dropped); nothing happens when all are kept."""
+    if not path.is_file():
+        return
+    lines = path.read_bytes().decode().splitlines(keepends=True)  # bytes as written (csv ends lines with CRLF)
+    if not lines:
+        return
+    header = next(csv.reader(lines[:1]))
+    kept = [lines[0]]
+    for line in lines[1:]:
+        values = next(csv.reader([line]), [])
+        if line.endswith("\n") and keep(dict(zip(header, values))):
+            kept.append(line)
+    if len(kept) != len(lines):
+        write_text(path, "".join(kept))
+
+
+def last_row(path: Path) -> dict:
+    """The last row of a CSV log, numbers as numbers and empty cells as None ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: _cell(v) for k, v in rows[-1].items()} if rows else {}
+
+
+def _cell(text: str):
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
