@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from ttt_omni.ops.validate import NonFiniteError
 from ttt_omni.train.monitor import MonitorAlarm
 
-from ..database import SQLITE_BUSY_TIMEOUT_S, database_url, sqlite_transactions
+from ..database import SQLITE_BUSY_TIMEOUT_S, database_url, redact, sqlite_transactions
 from ..errors import EvalsuiteError, NonFiniteModelError
 from ..store import Store
 from .spec import SweepSpec, decode, encode
@@ -113,8 +113,8 @@ def open_study(spec: SweepSpec, db: str | None = None) -> optuna.Study:
         study.set_user_attr(SPEC_ATTR, spec.model_dump(mode="json"))
         study.set_user_attr(DIGEST_ATTR, spec.digest())
     elif attrs[DIGEST_ATTR] != spec.digest():
-        raise EvalsuiteError(f"study {spec.study!r} in {database_url(db)} was started from another spec (its space, "
-                             "budget or objective differ); give this one another `study` name")
+        raise EvalsuiteError(f"study {spec.study!r} in {redact(database_url(db))} was started from another spec (its "
+                             "space, budget or objective differ); give this one another `study` name")
     return study
 
 
@@ -131,10 +131,12 @@ def load_study(name: str, db: str | None = None) -> tuple[optuna.Study, SweepSpe
     """An existing study and the spec it was made from (for reports)."""
     names = study_names(db)
     if name not in names:
-        raise EvalsuiteError(f"no study {name!r} in {database_url(db)}; studies there: {', '.join(names) or 'none'}")
+        raise EvalsuiteError(f"no study {name!r} in {redact(database_url(db))}; studies there: "
+                             f"{', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=name, storage=storage(db))
     if SPEC_ATTR not in study.user_attrs:
-        raise EvalsuiteError(f"study {name!r} in {database_url(db)} was not made by `ttt-omni sweep` (no sweep spec)")
+        raise EvalsuiteError(f"study {name!r} in {redact(database_url(db))} was not made by `ttt-omni sweep` (no "
+                             "sweep spec)")
     return study, SweepSpec.model_validate(study.user_attrs[SPEC_ATTR])
 
 

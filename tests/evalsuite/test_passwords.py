@@ -56,3 +56,13 @@ def test_an_unreachable_store_is_one_line_without_the_password(capsys):
     code = main(["runs", "--db", f"postgresql://ev:{PASSWORD}@127.0.0.1:9/results"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and PASSWORD not in err and "ev:***@127.0.0.1:9" in err
+
+
+def test_sweep_errors_do_not_print_the_password(postgres_url):
+    """`ttt-omni sweep` prints the study's errors itself, not through evalsuite's masking."""
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.sweep.study import load_study
+
+    with pytest.raises(EvalsuiteError) as e:
+        load_study("nowhere", postgres_url)
+    assert PASSWORD not in str(e.value) and "ev:***@db.example" in str(e.value)
