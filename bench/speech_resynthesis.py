@@ -36,6 +36,7 @@ def main() -> int:
     p.add_argument("--griffin-lim-iters", type=int, default=60)
     p.add_argument("--audio-dir", default="bench/out/speech_resynthesis")
     p.add_argument("--json", default="bench/out/speech_resynthesis.json")
+    p.add_argument("--systems", help="comma-separated rows to run (default: all that apply)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,6 +67,12 @@ def main() -> int:
     if vocoder is not None:
         systems["units+vocoder"] = lambda wav: vocoder(ext(wav), dur_prediction=False)
         systems["dedup+vocoder"] = lambda wav: vocoder(run_lengths(ext(wav))[0], dur_prediction=True)
+    if args.systems:
+        wanted = args.systems.split(",")
+        unknown = set(wanted) - set(systems)
+        if unknown:
+            raise SystemExit(f"--systems: {sorted(unknown)} not available; expected some of {sorted(systems)}")
+        systems = {k: v for k, v in systems.items() if k in wanted}
     asr = load_asr("faster-whisper")
     audio_dir = Path(args.audio_dir)
     results, samples = {}, []

@@ -53,6 +53,7 @@ def register(subparsers) -> None:
     v.add_argument("--steps", type=int, default=2000, help="train until this step (default 2000)")
     v.add_argument("--max-cpu-minutes", type=float, help="stop after this much more CPU time (resume later)")
     v.add_argument("--batch-size", type=int, default=8)
+    v.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default 2e-4; a resumed run keeps its own)")
     v.set_defaults(func=run_vocoder)
 
     r = sub.add_parser("resynth", help="WAV -> units -> audio (trained vocoder, or codebook + Griffin-Lim)")
@@ -147,7 +148,7 @@ def run_vocoder(args: argparse.Namespace) -> int:
                      "speech_min": round(sum(r["duration_s"] for r in rows) / 60, 1)},
             "units": str(args.units)}
     trainer = VocoderTrainer(args.run, extractor, wavs, VocoderTrainConfig(steps=args.steps,
-                                                                           batch_size=args.batch_size), info=info)
+                                                                           batch_size=args.batch_size, lr=args.lr), info=info)
     print(f"vocoder run {args.run}: step {trainer.step}, {trainer.cpu_s:.0f} CPU s so far", file=sys.stderr)
     max_cpu = None if args.max_cpu_minutes is None else 60 * args.max_cpu_minutes
     out = trainer.train(max_cpu_s=max_cpu, progress=lambda row: _progress(
