@@ -7,6 +7,7 @@ Rows (each on the first N held-out utterances of the manifest, i.e. eval-book se
   original          the TTS audio itself (the ceiling)
   mel+griffin-lim   the audio's own log-mel -> Griffin-Lim (the ceiling of any mel + Griffin-Lim vocoder)
   units+griffin-lim units -> each unit's mean log-mel (its centroid) -> Griffin-Lim (the reference vocoder)
+  units+mel-regression  units -> log-mel predicted from the units around each frame -> Griffin-Lim (--mel)
   units+vocoder     units -> the trained unit HiFi-GAN, one unit per 20 ms frame (--vocoder)
   dedup+vocoder     repeats merged, lengths from the vocoder's duration predictor (the speech decoder's path)
 WER is Whisper-normalized (evalsuite.metrics.wer): mean per utterance and corpus. Prints a table, writes JSON
@@ -32,6 +33,7 @@ def main() -> int:
     p.add_argument("--manifest", required=True)
     p.add_argument("--units", required=True)
     p.add_argument("--vocoder", help="trained vocoder directory (g_* + config.json)")
+    p.add_argument("--mel", help="mel regressor directory (`ttt-omni units mel`): row units+mel-regression")
     p.add_argument("--n", type=int, default=30, help="held-out utterances (default 30)")
     p.add_argument("--griffin-lim-iters", type=int, default=60)
     p.add_argument("--audio-dir", default="bench/out/speech_resynthesis")
@@ -47,6 +49,7 @@ def main() -> int:
     from ttt_omni.speech.griffin_lim import CodebookGriffinLim, griffin_lim
     from ttt_omni.speech.logmel_units import LogMelUnitExtractor
     from ttt_omni.speech.paired_data import read_manifest
+    from ttt_omni.speech.unit_mel import UnitMelRegressor
     from ttt_omni.speech.vocoder import UnitVocoder
     from ttt_omni.speech.vocoder_train import run_lengths
 
@@ -64,6 +67,9 @@ def main() -> int:
         return 0.9 * out / out.abs().max().clamp(min=1e-8)
 
     systems = {"original": None, "mel+griffin-lim": oracle, "units+griffin-lim": lambda wav: codebook(ext(wav))}
+    if args.mel:
+        regressed = CodebookGriffinLim(ext, args.griffin_lim_iters, UnitMelRegressor.from_pretrained(args.mel))
+        systems["units+mel-regression"] = lambda wav: regressed(ext(wav))
     if vocoder is not None:
         systems["units+vocoder"] = lambda wav: vocoder(ext(wav), dur_prediction=False)
         systems["dedup+vocoder"] = lambda wav: vocoder(run_lengths(ext(wav))[0], dur_prediction=True)
@@ -101,7 +107,7 @@ def main() -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"manifest": args.manifest, "units": args.units, "units_info": ext.info,
-                               "vocoder": args.vocoder,
+                               "vocoder": args.vocoder, "mel": args.mel,
                                "vocoder_trained": vocoder.config.get("trained") if vocoder else None,
                                "asr": asr.name, "results": results, "samples": samples,
                                "machine": platform.platform()}, indent=2))

@@ -1,6 +1,7 @@
 """Units made here: paired TTS data, log-mel k-means units, the Griffin-Lim reference and the vocoder trainer."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from support.speech import tone
 from ttt_omni.cli import main
 from ttt_omni.speech import paired_data
-from ttt_omni.speech.audio import save_wav
+from ttt_omni.speech.audio import load_wav, save_wav
 from ttt_omni.speech.griffin_lim import CodebookGriffinLim, griffin_lim
 from ttt_omni.speech.logmel_units import MEL, LogMel, LogMelUnitExtractor, kmeans
 from ttt_omni.speech.paired_data import Utterance, book_sentences, build, read_manifest, select
@@ -46,6 +47,24 @@ def test_voices_and_tts_errors(tmp_path):
         parse_voice("festival:kal")
     with pytest.raises(TTSError, match="empty text"):
         speak("  ", tmp_path / "x.wav")
+
+
+def test_piper_voice_runs_the_piper_program(tmp_path, monkeypatch):
+    """piper-tts is optional (GPL): a stand-in `piper` on PATH that logs its arguments and writes 22.05 kHz audio."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "piper").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                                   'while [ "$1" != "--output_file" ]; do shift; done\n'
+                                   'sox -n -r 22050 -c 1 "$2" synth 0.5 sine 440\n')
+    (bin_dir / "piper").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    model = tmp_path / "voice.onnx"
+    with pytest.raises(TTSError, match="voice model not found"):
+        speak("Hello there.", tmp_path / "x.wav", f"piper:{model}")
+    model.write_bytes(b"onnx")
+    wav = speak("Hello there.", tmp_path / "x.wav", f"piper:{model}", words_per_minute=200)
+    assert f"--model {model} --length_scale 0.8000" in (bin_dir / "args").read_text()
+    assert len(load_wav(wav)) == 8000
 
 
 def test_build_is_deterministic_and_resumable(tmp_path, monkeypatch):
@@ -180,3 +199,20 @@ def test_units_cli(tmp_path, capsys):
     assert math.isclose((tmp_path / "r.wav").stat().st_size, 44 + 2 * 25 * 320, abs_tol=2)
     assert main(["units", "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "v")]) == 2
     assert "speech manifest not found" in capsys.readouterr().err
+
+
+def test_unit_mel_regressor_starts_at_the_codebook_and_learns(tone_units, tmp_path):
+    from ttt_omni.speech.unit_mel import UnitMelRegressor, train_unit_mel
+
+    t = np.arange(16000) / 16000  # two 1 s sweeps: 4 units cannot follow them, context can
+    wavs = [(0.3 * np.sin(2 * np.pi * (f0 + 1500 * t) * t)).astype(np.float32) for f0 in (200, 400)]
+    ext = LogMelUnitExtractor.fit(wavs, k=4, iters=5)
+    units = ext(wavs[1])
+    fresh = UnitMelRegressor(ext.centroids)
+    assert torch.equal(fresh(units), ext.centroids[units])  # zero correction: the reference row exactly
+    model, record = train_unit_mel(ext, wavs, steps=30, batch_size=4, segment_frames=16)
+    assert record["final_l1"] < record["first_l1"]
+    loaded = UnitMelRegressor.from_pretrained(model.save_pretrained(tmp_path / "mel", {"trained": record}))
+    assert torch.allclose(loaded(units), model(units))
+    audio = CodebookGriffinLim(ext, iters=3, regressor=loaded)(units)
+    assert audio.shape == ((len(units) - 1) * 320,)

@@ -1,10 +1,11 @@
-"""`ttt-omni units data | fit | extract | vocoder | resynth`: speech units made here, with no hub weights.
+"""`ttt-omni units data | fit | extract | vocoder | mel | resynth`: speech units made here, with no hub weights.
 
   data     paired speech: book sentences (train books -> split train, eval books -> split heldout) spoken by an
            offline TTS voice, with manifest.jsonl (resumable, deterministic)
   fit      log-mel k-means units fitted on the manifest's train split -> a units directory
   extract  unit ids of WAV files (or of a manifest's utterances) as JSON lines
   vocoder  train (or resume) the unit HiFi-GAN on the train split's speech and its units
+  mel      train the mel regressor (units with context -> log-mel; Griffin-Lim makes the audio)
   resynth  WAV -> units -> audio again (the trained vocoder, or the codebook + Griffin-Lim reference)
 """
 from __future__ import annotations
@@ -56,11 +57,19 @@ def register(subparsers) -> None:
     v.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default 2e-4; a resumed run keeps its own)")
     v.set_defaults(func=run_vocoder)
 
+    m = sub.add_parser("mel", help="train the unit -> log-mel regressor (a Griffin-Lim vocoder front end)")
+    m.add_argument("manifest", help="manifest.jsonl or its directory")
+    m.add_argument("--units", required=True, help="units directory from `units fit`")
+    m.add_argument("--out", required=True, help="directory to write (config.json, unit_mel.safetensors)")
+    m.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    m.set_defaults(func=run_mel)
+
     r = sub.add_parser("resynth", help="WAV -> units -> audio (trained vocoder, or codebook + Griffin-Lim)")
     r.add_argument("units_dir")
     r.add_argument("--wav", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--vocoder", help="vocoder directory (g_* + config.json); default: codebook + Griffin-Lim")
+    r.add_argument("--mel", help="mel regressor directory from `units mel` (Griffin-Lim on its log-mels)")
     r.set_defaults(func=run_resynth)
 
 
@@ -157,12 +166,30 @@ def run_vocoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_mel(args: argparse.Namespace) -> int:
+    from ttt_omni.speech.logmel_units import LogMelUnitExtractor
+    from ttt_omni.speech.unit_mel import train_unit_mel
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    extractor = LogMelUnitExtractor.from_pretrained(args.units)
+    rows, wavs = _split_wavs(args.manifest, "train")
+    model, record = train_unit_mel(extractor, wavs, args.steps,
+                                   progress=lambda step, l1: _progress(step, args.steps, f"L1 {l1:.4f}"))
+    model.save_pretrained(args.out, {"trained": {**record, "manifest": str(args.manifest), "units": str(args.units)}})
+    print(f"mel regressor: {args.out} ({json.dumps(record)})")
+    return 0
+
+
 def run_resynth(args: argparse.Namespace) -> int:
     from ttt_omni.speech.audio import load_wav, save_wav
     from ttt_omni.speech.griffin_lim import CodebookGriffinLim
     from ttt_omni.speech.logmel_units import LogMelUnitExtractor
+    from ttt_omni.speech.unit_mel import UnitMelRegressor
     from ttt_omni.speech.vocoder import UnitVocoder
 
+    if args.vocoder and args.mel:
+        raise ValueError("give --vocoder or --mel, not both")
     extractor = LogMelUnitExtractor.from_pretrained(args.units_dir)
     units = extractor(load_wav(args.wav))
     if args.vocoder:
@@ -171,7 +198,8 @@ def run_resynth(args: argparse.Namespace) -> int:
         with torch.no_grad():
             audio = UnitVocoder.from_pretrained(args.vocoder)(units, dur_prediction=False)
     else:
-        audio = CodebookGriffinLim(extractor)(units)
+        regressor = UnitMelRegressor.from_pretrained(args.mel) if args.mel else None
+        audio = CodebookGriffinLim(extractor, regressor=regressor)(units)
     save_wav(args.out, audio.numpy())
     print(f"{args.out}: {len(units)} units -> {len(audio) / 16000:.2f} s")
     return 0

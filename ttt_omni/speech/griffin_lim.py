@@ -29,10 +29,11 @@ def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length
 
 
 class CodebookGriffinLim:
-    """Unit ids (one per 20 ms frame) -> 16 kHz waveform in [-1, 1], peak-normalised to 0.9."""
+    """Unit ids (one per 20 ms frame) -> 16 kHz waveform in [-1, 1], peak-normalised to 0.9. Each frame's log-mel is
+    its unit's centroid, or with `regressor` (a `unit_mel.UnitMelRegressor`) predicted from the units around it."""
 
-    def __init__(self, extractor: LogMelUnitExtractor, iters: int = 60):
-        self.extractor, self.iters = extractor, iters
+    def __init__(self, extractor: LogMelUnitExtractor, iters: int = 60, regressor=None):
+        self.extractor, self.iters, self.regressor = extractor, iters, regressor
         self.inverse = torch.linalg.pinv(extractor.logmel.filters)  # [n_mels, freq]
         self.sample_rate = extractor.mel_config["sample_rate"]
 
@@ -41,7 +42,8 @@ class CodebookGriffinLim:
         units = torch.as_tensor(units, dtype=torch.long).reshape(-1)
         if units.numel() == 0 or int(units.min()) < 0 or int(units.max()) >= self.extractor.num_units:
             raise ValueError(f"unit ids must be a non-empty sequence in 0..{self.extractor.num_units - 1}")
-        mel = torch.exp(self.extractor.centroids[units])  # [T, n_mels]
+        log_mel = self.extractor.centroids[units] if self.regressor is None else self.regressor(units)
+        mel = torch.exp(log_mel)  # [T, n_mels]
         magnitude = (mel @ self.inverse).clamp(min=0).T
         cfg = self.extractor.mel_config
         wav = griffin_lim(magnitude, cfg["n_fft"], cfg["hop_length"], cfg["win_length"], self.iters)
