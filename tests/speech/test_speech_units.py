@@ -187,8 +187,8 @@ def test_vocoder_trainer_resume_continues_the_same_run(tone_units, tmp_path):
 def test_units_cli(tmp_path, capsys):
     rows = []
     for n, f in enumerate((300.0, 1200.0, 3000.0)):
-        save_wav(tmp_path / f"{n}.wav", tone(0.5, freq=f))
-        rows.append({"id": str(n), "text": "t", "wav": f"{n}.wav", "split": "train", "duration_s": 0.5})
+        save_wav(tmp_path / f"{n}.wav", tone(1.4, freq=f))
+        rows.append({"id": str(n), "text": "t", "wav": f"{n}.wav", "split": "train", "duration_s": 1.4})
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["units", "fit", str(tmp_path), "--out", str(tmp_path / "u"), "-k", "3", "--iters", "3"]) == 0
     assert main(["units", "extract", str(tmp_path / "u"), "--manifest", str(tmp_path), "--dedup"]) == 0
@@ -196,7 +196,14 @@ def test_units_cli(tmp_path, capsys):
     assert [o["id"] for o in out] == ["0", "1", "2"] and all(len(o["units"]) <= 3 for o in out)
     assert main(["units", "resynth", str(tmp_path / "u"), "--wav", str(tmp_path / "0.wav"),
                  "--out", str(tmp_path / "r.wav")]) == 0
-    assert math.isclose((tmp_path / "r.wav").stat().st_size, 44 + 2 * 25 * 320, abs_tol=2)
+    assert math.isclose((tmp_path / "r.wav").stat().st_size, 44 + 2 * 70 * 320, abs_tol=2)
+    assert main(["units", "mel", str(tmp_path), "--units", str(tmp_path / "u"), "--out", str(tmp_path / "m"),
+                 "--steps", "2"]) == 0
+    assert main(["units", "vocoder", str(tmp_path), "--units", str(tmp_path / "u"), "--run", str(tmp_path / "run"),
+                 "--steps", "1", "--batch-size", "1"]) == 0
+    for extra in (["--mel", str(tmp_path / "m")], ["--vocoder", str(tmp_path / "run" / "vocoder")]):
+        assert main(["units", "resynth", str(tmp_path / "u"), "--wav", str(tmp_path / "1.wav"),
+                     "--out", str(tmp_path / "r2.wav"), *extra]) == 0
     assert main(["units", "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "v")]) == 2
     assert "speech manifest not found" in capsys.readouterr().err
 
