@@ -1,4 +1,4 @@
-"""`ttt-omni`: convert | distill | chat | try-speech | train | monitor | sweep.
+"""`ttt-omni`: convert | distill | chat | try-speech | train | monitor | sweep | units.
 
 Each command lives in its own module and registers its subcommand; every command sets `func(args) -> int`. Bad
 input (ValueError or OSError from the library, whose messages name the input and what was expected, a training
@@ -16,7 +16,7 @@ from ttt_omni import __version__
 from ttt_omni.extras import missing_extra
 from ttt_omni.train.monitor import MonitorAlarm
 
-from . import chat, convert, distill, sweep, train, try_speech
+from . import chat, convert, distill, sweep, train, try_speech, units
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     try_speech.register(subparsers)
     train.register(subparsers, add_db_option)
     sweep.register(subparsers, add_db_option)
+    units.register(subparsers)
     return parser
 
 

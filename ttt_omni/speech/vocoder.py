@@ -149,13 +149,17 @@ class UnitVocoder(nn.Module):
         x = self.dict(units[None]).transpose(1, 2)
         if dur_prediction and self.dur_predictor is not None:
             x = torch.repeat_interleave(x, self.durations(units), dim=2)
+        return self.generate(x).reshape(-1)
+
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        """Frame embeddings [B, model_in_dim, T] -> waveforms [B, T * hop_length] (training runs batches here)."""
         x = self.conv_pre(x)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = sum(block(x) for block in blocks) / self.num_kernels
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as in HiFi-GAN
-        return torch.tanh(x).reshape(-1)
+        return torch.tanh(x).squeeze(1)
 
     @classmethod
     def from_pretrained(cls, generator_path: str | os.PathLike, config_path: str | os.PathLike | None = None,
