@@ -172,6 +172,20 @@ def hybrid_config(source_config: dict, ttt_layers: list[int] | None = None, ttt_
     return config
 
 
+def convert_model(src: str | os.PathLike, **options) -> TTTLlamaForCausalLM:
+    """The hybrid `convert_checkpoint` would write, built in memory (eval mode, the source's dtype); `options` are
+    `hybrid_config`'s keywords plus `seed` and `init_std`."""
+    src = Path(src)
+    seed, init_std = options.pop("seed", 0), options.pop("init_std", 0.02)
+    config = hybrid_config(read_config(src), **options)
+    tensors = convert_state_dict(load_weights(src), config, seed=seed, init_std=init_std)
+    model = TTTLlamaForCausalLM(config).to(next(iter(tensors.values())).dtype)
+    model.load_state_dict(tensors, strict=False)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    return model.eval()
+
+
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_layers: list[int] | None = None,
                        ttt_type: str = "linear", mini_batch_size: int = 64, ttt_base_lr: float = 1.0,
                        attention_window: int | None = None, attention_sinks: int = 0,
