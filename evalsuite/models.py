@@ -155,7 +155,8 @@ def _load_base(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("ttt", "hf", "omni") or not path:
         raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny, "
-                             "tiny-baseline, smollm2, smollm2-ttt, smollm2-ttt-mem or smollm2-ttt-mem-init (optionally with @window=N,sinks=N,dtype=...)")
+                             "tiny-baseline, smollm2, smollm2-ttt, smollm2-ttt-mem or smollm2-ttt-mem-init "
+                             "(optionally with @window=N,sinks=N,dtype=...)")
     if kind == "omni":
         return _load_omni(Path(path).expanduser(), device, dtype)
     return _load_pretrained(kind, Path(path).expanduser(), device, dtype)

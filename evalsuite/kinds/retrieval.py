@@ -202,7 +202,8 @@ class RetrievalKind(TaskKind):
         distance = prompt.distance(targets[0])
         bin_ = f"length={length},distance={fixed}" if fixed is not None else \
             f"{cell_bin(length, depth)},distance={distance_bin(distance)}"
-        data = {"prompt_id": unit.key, "distance": distance, "attention_window": self.attention_window, "prompt": excerpt(prompt, tok), "text": text, "answers": list(problem.answers),
+        data = {"prompt_id": unit.key, "distance": distance, "attention_window": self.attention_window,
+                "prompt": excerpt(prompt, tok), "text": text, "answers": list(problem.answers),
                 "candidates": list(problem.candidates), "logprobs": reading.logprobs,
                 **{f"{s}_correct": ok for s, ok in correct.items()},
                 "depth": prompt.depth(targets[0]), "target_depths": [prompt.depth(i) for i in targets],

@@ -61,8 +61,8 @@ def parse_sample_bin(bin_: str) -> tuple[int, int | None, int | None]:
     """(length, depth or None, distance or None) of a sample row's bin."""
     m = _SAMPLE_BIN.fullmatch(bin_)
     if not m or (m.group(2) is None and m.group(3) is None):
-        raise ValueError(f"bin {bin_!r} is not a retrieval cell (a sample bin); expected 'length=L,depth=D[,distance=N]' or "
-                         "'length=L,distance=N'")
+        raise ValueError(f"bin {bin_!r} is not a retrieval cell (a sample bin); expected "
+                         "'length=L,depth=D[,distance=N]' or 'length=L,distance=N'")
     return int(m.group(1)), *(None if g is None else int(g) for g in m.group(2, 3))
 
 
