@@ -40,3 +40,23 @@ def test_memory_distill_runs_resumes_and_ships_a_delta(source, corpus, tmp_path)
     model = load_delta(source, tmp_path / "delta")
     assert model.config.ttt_mode == "beside" and model.config.attention_window == 8
     assert json.loads((tmp_path / "delta" / "distill_report.json").read_text())["layers"] == [1, 3]
+
+
+def test_end_to_end_trains_branches_and_gates_only(source, corpus, tmp_path):
+    config = MemoryDistillConfig(layers=[2], window=8, sinks=1, seq_len=64, train_sequences=1,
+                                 validation_sequences=1, corpus=str(corpus), end_to_end_steps=2,
+                                 end_to_end_context=64, transfer=TransferSettings(schedule="joint", steps=1, warmup=0))
+    report = distill_memory(source, tmp_path / "work", config, out=tmp_path / "hybrid")
+    assert report["end_to_end"]["steps"] == 2 and "end_to_end_cpu" in report["seconds"]
+    from transformers import AutoModelForCausalLM
+    from ttt_omni.models import TTTLlamaForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(source)
+    gated = TTTLlamaForCausalLM.from_pretrained(tmp_path / "work" / "gated")
+    trained = TTTLlamaForCausalLM.from_pretrained(tmp_path / "hybrid")
+    frozen = base.state_dict()
+    for name, p in trained.state_dict().items():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name  # everything outside the branch and gate untouched
+    changed = {n for n, p in trained.state_dict().items() if not torch.equal(p, gated.state_dict()[n])}
+    assert "model.layers.2.self_attn.ttt_gate" in changed

@@ -9,7 +9,9 @@ same input, so that `attn_window(x) + g * ttt(x)` approaches `attn_full(x)`.
    `LayerTransfer` (relative MSE, 1.0 = an all-zero branch = the window alone), resumable;
 3. gates: the per-channel gate g is set by least squares on the validation shards, clamped to [0, 1]: the gated
    branch then never scores worse than g = 0 (the window alone) on them;
-4. the hybrid, its delta over the source and `distill_report.json` (tokens, steps, wall and CPU seconds, the
+4. end to end (optional, `end_to_end_steps`): the project's trainer trains the branches and gates only (the rest
+   frozen) on the train books with the LM loss + `end_to_end_kl_weight` x KL to the full-attention source model;
+5. the hybrid, its delta over the source and `distill_report.json` (tokens, steps, wall and CPU seconds, the
    validation error of each branch before and after, with the fitted gate).
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ttt_omni.atomic import replacing_dir, replacing_file, write_json
 from ttt_omni.convert import convert_model
 from ttt_omni.delta import save_delta
 from ttt_omni.hf_compat import CACHE_ARG
+from ttt_omni.models import TTTLlamaForCausalLM
 from ttt_omni.models.modeling_ttt_llama import SinkWindowAttention, sink_window_layout
 
 from .activations import MANIFEST_NAME, STORE_DTYPE, ActivationStore, StoreSettings
@@ -126,6 +129,33 @@ class MemoryDistillConfig:
     seed: int = 0
     transfer: TransferSettings = field(default_factory=lambda: TransferSettings(schedule="joint", save_every=5,
                                                                                  validate_every=25, warmup=5))
+    end_to_end_steps: int = 0
+    end_to_end_context: int = 4096
+    end_to_end_lr: float = 1e-4
+    end_to_end_kl_weight: float = 1.0
+
+
+def _end_to_end(config: MemoryDistillConfig, src: Path, gated: Path, work: Path) -> tuple[Path, dict]:
+    """The trainer on the gated hybrid: branches and gates only (train_only_ttt), LM + KL to the source."""
+    from ttt_omni.train.config import TrainConfig
+    from ttt_omni.train.trainer import Trainer
+
+    from .pipeline import _finetune_corpus
+
+    steps, kl = config.end_to_end_steps, config.end_to_end_kl_weight
+    cfg = TrainConfig(output_dir=str(work / "end_to_end"), seed=config.seed, preset=None, model_from=str(gated),
+                      tokenizer=str(gated), **_finetune_corpus(config.corpus, work),
+                      context=config.end_to_end_context, batch_size=1, steps=steps, lr=config.end_to_end_lr,
+                      warmup=min(20, steps), weight_decay=0.0, train_only_ttt=True, state_reset_every=1,
+                      teacher=str(src) if kl else None, kl_weight=kl, save_every=max(1, min(25, steps)),
+                      monitor_every=10)
+    cfg.validate("memory distill end to end")
+    trainer = Trainer(cfg)
+    trainer.resume()
+    result = trainer.train()
+    return Path(result["final"]), {"steps": steps, "context": cfg.context, "tokens": steps * cfg.context,
+                                   "lr": cfg.lr, "kl_weight": kl, "final_loss": result.get("loss"),
+                                   "data": cfg.books_split or cfg.jsonl}
 
 
 def _cpu_seconds() -> float:
@@ -175,6 +205,15 @@ def distill_memory(src: str | Path, work: str | Path, config: MemoryDistillConfi
         gate, fit = fit_gate(branch, i, store)
         model.model.layers[i].self_attn.ttt_gate.data.copy_(gate)
         gates[i] = fit
+    final, end_to_end = None, None
+    if config.end_to_end_steps:
+        gated = work / "gated"
+        if not (gated / "config.json").is_file():
+            with replacing_dir(gated) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+        final, end_to_end = account("end_to_end", lambda: _end_to_end(config, src, gated, work))
+        model = TTTLlamaForCausalLM.from_pretrained(final, dtype=torch.float32)
     report = {
         "source": str(src), "design": "TTT branch beside window+sinks attention, y = attn(x) + g * ttt(x)",
         "target": "full-attention output - windowed output of the same layer (teacher: the source, full attention)",
@@ -186,7 +225,7 @@ def distill_memory(src: str | Path, work: str | Path, config: MemoryDistillConfi
         "transfer": {**asdict(config.transfer), "tokens_per_layer": config.transfer.steps * config.seq_len
                      * config.transfer.batch_sequences, "layers": {str(k): v for k, v in sorted(results.items())}},
         "gates": {str(k): v for k, v in sorted(gates.items())},
-        "end_to_end": None,
+        "end_to_end": end_to_end,
         "seconds": spent, "threads": torch.get_num_threads(),
     }
     write_json(report_path, report)
