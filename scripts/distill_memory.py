@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validation-sequences", type=int, default=1)
     p.add_argument("--steps", type=int, default=200, help="transfer steps (all branches on every step)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--end-to-end-steps", type=int, default=0,
+                   help="then train branches + gates end to end (LM + KL to full-attention SmolLM2), this many steps")
+    p.add_argument("--end-to-end-context", type=int, default=4096)
     args = p.parse_args(argv)
     if args.delta and not args.out:
         print("distill_memory: error: --delta needs --out", file=sys.stderr)
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     src = smollm2_dir(args.cache or cache_dir())
     config = MemoryDistillConfig(layers=MEMORY_LAYERS, window=MEMORY_WINDOW, sinks=MEMORY_SINKS, seq_len=args.seq_len,
                                  train_sequences=args.train_sequences, validation_sequences=args.validation_sequences,
+                                 end_to_end_steps=args.end_to_end_steps,
+                                 end_to_end_context=args.end_to_end_context,
                                  transfer=TransferSettings(schedule="joint", steps=args.steps, lr=args.lr, warmup=5,
                                                            save_every=5, validate_every=25))
     report = distill_memory(src, args.work, config, out=args.out, delta=args.delta)
