@@ -204,8 +204,10 @@ def _load_smollm2(spec: str, device: str, dtype: torch.dtype | None) -> LoadedMo
         return loaded
     delta = bundled("checkpoints", delta_name)
     if not (delta / "config.json").is_file():
-        raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it (see "
-                             f"{delta / 'REPRODUCE.md'} in the repository)")
+        how = ("train it with scripts/distill_memory.py WORK --out DIR --delta checkpoints/smollm2-ttt-mem (docs/"
+               "conversion.md, 'Memory beside the window'); smollm2-ttt-mem-init is the untrained layout"
+               if spec == "smollm2-ttt-mem" else f"see {delta / 'REPRODUCE.md'} in the repository")
+        raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it ({how})")
     try:
         model = load_delta(base, delta, dtype=dtype)
     except (OSError, ValueError) as e:
