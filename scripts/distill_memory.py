@@ -6,6 +6,7 @@ interruption and it continues (ttt_omni.distill.memory).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ttt_omni.distill import TransferSettings
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.delta and not args.out:
         print("distill_memory: error: --delta needs --out", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still records the seconds it spent
     from evalsuite.models import cache_dir  # the same cache the smollm2 model specs use
     src = smollm2_dir(args.cache or cache_dir())
     config = MemoryDistillConfig(layers=MEMORY_LAYERS, window=MEMORY_WINDOW, sinks=MEMORY_SINKS, seq_len=args.seq_len,
