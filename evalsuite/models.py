@@ -13,6 +13,9 @@
                   into cache_dir()); an hf: model (rolling windows past its 8k positions)
   smollm2-ttt     its TTT conversion after attention transfer: SmolLM2 plus the delta shipped in
                   checkpoints/smollm2-ttt (its TTT layers only, ttt_omni.delta)
+  smollm2-ttt-mem its memory design: every attention a 1024-token window + 4 sinks, and a TTT branch beside the
+                  attention of a few layers (ttt_mode beside), trained; SmolLM2 plus checkpoints/smollm2-ttt-mem
+  smollm2-ttt-mem-init  the same layout at initialisation (gates at 0: exactly smollm2@window=1024,sinks=4)
 
 Any spec may end in `@OPTION=VALUE,...`: `window=N` runs it in bounded-memory mode (every attention layer a sliding
 window of N tokens; a plain Llama becomes a TTT-Llama with no TTT layer), `sinks=N` keeps the first N tokens visible
@@ -41,7 +44,8 @@ from ttt_omni.resources import bundled
 from .errors import EvalsuiteError, ModelSpecError, NonFiniteModelError
 
 TINY_CHECKPOINTS = {"tiny": "tiny-ttt", "tiny-baseline": "tiny-baseline"}
-SMOLLM2_SPECS = {"smollm2": None, "smollm2-ttt": "smollm2-ttt"}  # spec -> its delta under checkpoints/ (None: base)
+SMOLLM2_SPECS = {"smollm2": None, "smollm2-ttt": "smollm2-ttt", "smollm2-ttt-mem": "smollm2-ttt-mem",
+                 "smollm2-ttt-mem-init": None}  # spec -> its delta under checkpoints/ (None: built here)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -142,7 +146,7 @@ def bounded_memory(loaded: LoadedModel, window: int, sinks: int = 0) -> LoadedMo
     if "llama" in str(config.model_type):
         fields = config.to_dict()
         ttt = {k: fields.pop(k) for k in ("ttt_layers", "ttt_type", "mini_batch_size", "ttt_base_lr",
-                                          "scan_checkpoint_every") if k in fields}
+                                          "scan_checkpoint_every", "ttt_mode") if k in fields}
         for key in ("attention_window", "attention_sinks", "sliding_window"):
             fields.pop(key, None)
         new_config = hybrid_config(fields, **{"ttt_layers": [], **ttt}, attention_window=window,
@@ -173,7 +177,8 @@ def _load_base(spec: str, device: str, dtype: torch.dtype | None) -> LoadedModel
     kind, sep, path = spec.partition(":")
     if not sep or kind not in ("ttt", "hf", "omni") or not path:
         raise ModelSpecError(f"model spec {spec!r} not understood; expected ttt:PATH, hf:PATH, omni:PATH, tiny, "
-                             "tiny-baseline, smollm2 or smollm2-ttt (optionally with @window=N,sinks=N,dtype=...)")
+                             "tiny-baseline, smollm2, smollm2-ttt, smollm2-ttt-mem or smollm2-ttt-mem-init "
+                             "(optionally with @window=N,sinks=N,dtype=...)")
     if kind == "omni":
         return _load_omni(Path(path).expanduser(), device, dtype)
     return _load_pretrained(kind, Path(path).expanduser(), device, dtype)
@@ -213,14 +218,26 @@ def _load_smollm2(spec: str, device: str, dtype: torch.dtype | None) -> LoadedMo
     except FileNotFoundError as e:
         raise ModelSpecError(f"{spec}: {e}") from None
     delta_name = SMOLLM2_SPECS[spec]
+    if spec == "smollm2-ttt-mem-init":
+        from ttt_omni.smollm2 import memory_beside_init
+
+        def load():
+            return memory_beside_init(base), AutoTokenizer.from_pretrained(base, local_files_only=True)
+
+        (model, tokenizer), [base_hash] = hashed_while_loading([base], spec, load)
+        model = model.to(dtype or torch.float32).to(device).eval()
+        digest = hashlib.sha256(f"{base_hash}:{model.config.to_json_string()}".encode()).hexdigest()[:16]
+        return LoadedModel(model, tokenizer, spec, digest, spec, None)
     if delta_name is None:
         loaded = _load_pretrained("hf", base, device, dtype)
         loaded.model_id, loaded.spec = spec, spec
         return loaded
     delta = bundled("checkpoints", delta_name)
     if not (delta / "config.json").is_file():
-        raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it (see "
-                             f"{delta / 'REPRODUCE.md'} in the repository)")
+        how = ("train it with scripts/distill_memory.py WORK --out DIR --delta checkpoints/smollm2-ttt-mem (docs/"
+               "conversion.md, 'Memory beside the window'); smollm2-ttt-mem-init is the untrained layout"
+               if spec == "smollm2-ttt-mem" else f"see {delta / 'REPRODUCE.md'} in the repository")
+        raise ModelSpecError(f"{spec}: the shipped delta {delta} is missing; restore it from git or rebuild it ({how})")
 
     def load():
         try:

@@ -138,9 +138,12 @@ class TTTHybridCache(Cache):
 
     def __init__(self, config):
         ttt = set(config.ttt_layers)
+        # beside mode: every layer keeps its attention's KV slot; the TTT states of the layers with a TTT branch
+        # live in `beside_states` (the same TTTStateLayer, outside `layers`)
+        beside = getattr(config, "ttt_mode", "replace") == "beside"
         window, sinks = config.attention_window, getattr(config, "attention_sinks", 0)
         layers = [
-            TTTStateLayer() if i in ttt
+            TTTStateLayer() if i in ttt and not beside
             else SinkWindowLayer(window, sinks) if window is not None and sinks
             else DynamicSlidingWindowLayer(sliding_window=window) if window is not None
             else DynamicLayer()
@@ -148,7 +151,8 @@ class TTTHybridCache(Cache):
         ]
         super().__init__(layers=layers)
         self.ttt_layers = sorted(ttt)
-        self.attention_layers = [i for i in range(config.num_hidden_layers) if i not in ttt]
+        self.beside_states = {i: TTTStateLayer() for i in self.ttt_layers} if beside else {}
+        self.attention_layers = [i for i in range(config.num_hidden_layers) if beside or i not in ttt]
         self.attention_window, self.attention_sinks = window, sinks
 
     # --- TTT state access (used by the model's TTT layers) ---
@@ -171,7 +175,7 @@ class TTTHybridCache(Cache):
         return rows
 
     def _ttt_layer(self, layer_idx: int) -> TTTStateLayer:
-        layer = self.layers[layer_idx]
+        layer = self.beside_states.get(layer_idx) or self.layers[layer_idx]
         if not isinstance(layer, TTTStateLayer):
             raise ValueError(f"layer {layer_idx} is an attention layer, not a TTT layer (TTT layers: {self.ttt_layers})")
         return layer
@@ -198,6 +202,27 @@ class TTTHybridCache(Cache):
             raise NotImplementedError(CROP_ERROR)
         super().crop(tokens_to_remove)
 
+    # --- beam search / batch edits / reset reach the beside-mode TTT states too ---
+    def reorder_cache(self, beam_idx: Tensor) -> None:
+        super().reorder_cache(beam_idx)
+        for layer in self.beside_states.values():
+            layer.reorder_cache(beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        for layer in self.beside_states.values():
+            layer.batch_repeat_interleave(repeats)
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        super().batch_select_indices(indices)
+        for layer in self.beside_states.values():
+            layer.batch_select_indices(indices)
+
+    def reset(self) -> None:
+        super().reset()
+        for layer in self.beside_states.values():
+            layer.reset()
+
     @property
     def is_linear(self) -> list[bool]:
         """TTT layers carry a recurrent state and no per-token KV, like transformers' linear-attention layers."""
@@ -211,7 +236,7 @@ class TTTHybridCache(Cache):
     def nbytes(self) -> dict[str, int]:
         """Bytes held by the cache tensors: {"kv": attention KV, "ttt": TTT states, "total": both}."""
         kv = sum(_kv_nbytes(self.layers[i]) for i in self.attention_layers)
-        ttt = sum(self.layers[i].nbytes() for i in self.ttt_layers)
+        ttt = sum(self._ttt_layer(i).nbytes() for i in self.ttt_layers)
         return {"kv": kv, "ttt": ttt, "total": kv + ttt}
 
     def to_dict(self) -> dict[str, Tensor]:
@@ -224,7 +249,7 @@ class TTTHybridCache(Cache):
                 out[f"layers.{i}.values"] = layer.values.detach().contiguous()
             out[f"layers.{i}.seen"] = torch.tensor(layer.get_seq_length(), dtype=torch.int64)
         for i in self.ttt_layers:
-            state = self.layers[i].state
+            state = self._ttt_layer(i).state
             if state is not None:
                 out.update({f"layers.{i}.ttt.{k}": v for k, v in state.to_dict().items()})
         return out
@@ -255,7 +280,7 @@ class TTTHybridCache(Cache):
             prefix = f"layers.{i}.ttt."
             part = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
             if part:
-                cache.layers[i].state = TTTState.from_dict(part)
+                cache._ttt_layer(i).state = TTTState.from_dict(part)
         return cache
 
 

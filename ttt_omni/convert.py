@@ -1,6 +1,7 @@
 """Pretrained Llama / LLaMA-Omni checkpoint directory -> TTT-Llama hybrid checkpoint directory.
 
-For every layer that becomes a TTT layer, the attention's q/k/v/o projections initialise the TTT layer's
+For every layer that gets a TTT layer (in place of its attention, or beside it with `ttt_mode="beside"`, where the
+attention is kept and a per-channel gate starts at 0), the attention's q/k/v/o projections initialise the TTT layer's
 projections (GQA k/v heads repeated so that query head h reads the KV head it attended with), the inner model's
 W1 (and W2 for TTT-MLP) start at small seeded random values with zero biases, and the rest of the TTT layer keeps
 its constructor's initial value (norms at identity, learning-rate gate small). Every other tensor is copied bit for
@@ -132,10 +133,14 @@ def convert_state_dict(weights: dict[str, torch.Tensor], config: TTTLlamaConfig,
         for name, t in tensors.items():
             out[f"{prefix}ttt.{name}"] = t
             report.initialised[f"{prefix}ttt.{name}"] = how[name]
+        if config.ttt_mode == "beside":
+            out[f"{prefix}ttt_gate"] = torch.zeros(config.hidden_size, dtype=attn["q_proj"].dtype)
+            report.initialised[f"{prefix}ttt_gate"] = "zeros (the TTT branch starts switched off)"
+    replaced = ttt if config.ttt_mode == "replace" else set()
     for key, tensor in weights.items():
         layer_prefix = key.split(".self_attn.")[0] if ".self_attn." in key else None
         if layer_prefix is not None and layer_prefix.startswith("model.layers.") and \
-                int(layer_prefix.rsplit(".", 1)[1]) in ttt:
+                int(layer_prefix.rsplit(".", 1)[1]) in replaced:
             report.dropped[key] = "attention replaced by a TTT layer" + (
                 " (used to initialise it)" if key.endswith(tuple(f"{p}.weight" for p in _ATTN_PROJ)) else "")
         elif key.endswith("rotary_emb.inv_freq"):
@@ -154,22 +159,38 @@ def convert_state_dict(weights: dict[str, torch.Tensor], config: TTTLlamaConfig,
 
 def hybrid_config(source_config: dict, ttt_layers: list[int] | None = None, ttt_type: str = "linear",
                   mini_batch_size: int = 64, ttt_base_lr: float = 1.0, attention_window: int | None = None,
-                  scan_checkpoint_every: int | None = None, attention_sinks: int = 0) -> TTTLlamaConfig:
+                  scan_checkpoint_every: int | None = None, attention_sinks: int = 0,
+                  ttt_mode: str = "replace") -> TTTLlamaConfig:
     fields = {k: v for k, v in source_config.items() if k not in _SOURCE_ONLY_FIELDS}
     if "torch_dtype" in fields:  # older transformers name
         fields.setdefault("dtype", fields.pop("torch_dtype"))
     config = TTTLlamaConfig(**fields, ttt_layers=ttt_layers, ttt_type=ttt_type, mini_batch_size=mini_batch_size,
                             ttt_base_lr=ttt_base_lr, attention_window=attention_window,
-                            attention_sinks=attention_sinks, scan_checkpoint_every=scan_checkpoint_every)
+                            attention_sinks=attention_sinks, scan_checkpoint_every=scan_checkpoint_every,
+                            ttt_mode=ttt_mode)
     config.architectures = [TTTLlamaForCausalLM.__name__]
     return config
+
+
+def convert_model(src: str | os.PathLike, **options) -> TTTLlamaForCausalLM:
+    """The hybrid `convert_checkpoint` would write, built in memory (eval mode, the source's dtype); `options` are
+    `hybrid_config`'s keywords plus `seed` and `init_std`."""
+    src = Path(src)
+    seed, init_std = options.pop("seed", 0), options.pop("init_std", 0.02)
+    config = hybrid_config(read_config(src), **options)
+    tensors = convert_state_dict(load_weights(src), config, seed=seed, init_std=init_std)
+    model = TTTLlamaForCausalLM(config).to(next(iter(tensors.values())).dtype)
+    model.load_state_dict(tensors, strict=False)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    return model.eval()
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_layers: list[int] | None = None,
                        ttt_type: str = "linear", mini_batch_size: int = 64, ttt_base_lr: float = 1.0,
                        attention_window: int | None = None, attention_sinks: int = 0,
                        scan_checkpoint_every: int | None = None, seed: int = 0, init_std: float = 0.02,
-                       max_shard_bytes: int = MAX_SHARD_BYTES) -> ConversionReport:
+                       max_shard_bytes: int = MAX_SHARD_BYTES, ttt_mode: str = "replace") -> ConversionReport:
     """Converts the checkpoint directory `src` into a new hybrid checkpoint directory `dst` (which must not exist
     or be empty). `ttt_layers` None = the top 8 layers."""
     src, dst = Path(src), Path(dst)
@@ -178,7 +199,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, ttt_la
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):  # checked before the long part, and again at the end
         raise FileExistsError(f"output {dst} already exists and is not an empty directory; choose a new path")
     config = hybrid_config(read_config(src), ttt_layers, ttt_type, mini_batch_size, ttt_base_lr, attention_window,
-                           scan_checkpoint_every, attention_sinks)
+                           scan_checkpoint_every, attention_sinks, ttt_mode)
     report = ConversionReport(str(src), str(dst), list(config.ttt_layers))
     tensors = convert_state_dict(load_weights(src), config, seed=seed, init_std=init_std, report=report)
 

@@ -36,10 +36,14 @@ def weights_digest(checkpoint: str | Path) -> str:
 
 
 def _ttt_prefixes(config: TTTLlamaConfig) -> tuple[str, ...]:
-    return tuple(f"model.layers.{i}.self_attn.ttt." for i in config.ttt_layers)
+    gate = ("ttt_gate",) if config.ttt_mode == "beside" else ()
+    return tuple(f"model.layers.{i}.self_attn.{name}" for i in config.ttt_layers for name in ("ttt.", *gate))
 
 
 def _replaced(config: TTTLlamaConfig) -> tuple[str, ...]:
+    """Base tensors the hybrid does not take from the base: the replaced attention, or in beside mode nothing."""
+    if config.ttt_mode == "beside":
+        return _ttt_prefixes(config)
     return tuple(f"model.layers.{i}.self_attn." for i in config.ttt_layers)
 
 
@@ -65,7 +69,7 @@ def save_delta(hybrid_dir: str | Path, base_dir: str | Path, out: str | Path) ->
         raise ValueError(f"{hybrid_dir} differs from the base {base_dir} outside its TTT layers ({differ[:5]}); a "
                          "delta holds only the TTT layers, so it would not rebuild this model")
     manifest = {"base_weights_sha256_16": weights_digest(base_dir), "ttt_layers": list(config.ttt_layers),
-                "ttt_type": config.ttt_type, "attention_window": config.attention_window,
+                "ttt_type": config.ttt_type, "ttt_mode": config.ttt_mode, "attention_window": config.attention_window,
                 "attention_sinks": config.attention_sinks, "tensors": len(ttt),
                 "bytes": sum(t.numel() * t.element_size() for t in ttt.values()),
                 "dtypes": {"projections": "bfloat16", "other": "float32"}}

@@ -52,6 +52,20 @@ def build_from_gguf(gguf: Path, out: Path) -> None:
         (tmp / STAMP_NAME).write_text(json.dumps({"gguf": gguf.name, "sha256_16": file_digest(gguf)}, indent=2))
 
 
+# the memory design (`smollm2-ttt-mem`): bounded attention everywhere, a TTT branch beside it in these layers
+MEMORY_LAYERS = [6, 12, 18, 24]
+MEMORY_WINDOW, MEMORY_SINKS = 1024, 4
+
+
+def memory_beside_init(base: str | Path, layers: list[int] | None = None, ttt_type: str = "linear"):
+    """SmolLM2 with `window=1024,sinks=4` attention and a TTT branch beside it in `layers` (default MEMORY_LAYERS),
+    gates at 0: the windowed control exactly, until trained."""
+    from ttt_omni.convert import convert_model
+
+    return convert_model(base, ttt_layers=layers or MEMORY_LAYERS, ttt_type=ttt_type, ttt_mode="beside",
+                         attention_window=MEMORY_WINDOW, attention_sinks=MEMORY_SINKS)
+
+
 def smollm2_dir(cache: str | Path) -> Path:
     """The HF directory of SmolLM2 under `cache` (built on first use from the installed GGUF; rebuilt when that file
     changes)."""
@@ -64,4 +78,4 @@ def smollm2_dir(cache: str | Path) -> Path:
     return out
 
 
-__all__ = ["gguf_path", "smollm2_dir", "build_from_gguf"]
+__all__ = ["gguf_path", "smollm2_dir", "build_from_gguf", "memory_beside_init", "MEMORY_LAYERS"]

@@ -49,7 +49,27 @@ def render(store) -> None:
                                  cell=[_fmt(r) for r in by_length.itertuples()])
         st.dataframe(table.pivot_table(index="model", columns="length", values="cell", aggfunc="first"),
                      width="stretch")
+    _by_distance(part, df[df["name"] == "attention_window"].set_index("model")["value"])
     _samples(store, part, cells)
+
+
+def _by_distance(part: pd.DataFrame, windows: pd.Series) -> None:
+    """Accuracy per needle distance bin, the bins at least the model's attention window back shaded."""
+    rows = part[part["bin"].str.fullmatch(r"distance=\d+")]
+    if rows.empty:
+        return
+    st.subheader("By needle distance (tokens between the needle and the question)")
+    table = rows.assign(distance=rows["bin"].str.slice(9).astype(int), cell=[_fmt(r) for r in rows.itertuples()])
+    grid = table.pivot_table(index="model", columns="distance", values="cell", aggfunc="first")
+
+    def shade(row):
+        window = windows.get(row.name)
+        return ["background-color: #d9d9d9" if window is not None and d >= window else "" for d in row.index]
+
+    st.dataframe(grid.style.apply(shade, axis=1), width="stretch")
+    st.caption("Shaded: the needle lies at least the model's attention window back, out of every attention layer's "
+               "reach; only a memory (TTT layers) can bring it back. A column holds the distances from its value up "
+               "to the next one.")
 
 
 def cell_frame(part: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +109,8 @@ def _samples(store, part: pd.DataFrame, cells: pd.DataFrame) -> None:
     cell = st.selectbox("Cell", labels, key="retrieval_cell")
     run_id = int(part.loc[part["model"] == model, "run_id"].iloc[0])
     samples = store.samples(run_id)
-    outputs = samples[(samples["name"] == "output") & (samples["bin"] == cell)]
+    in_cell = samples["bin"].map(lambda b: b == cell or b.startswith(f"{cell},distance="))
+    outputs = samples[(samples["name"] == "output") & in_cell]
     rows = []
     for unit, data in zip(outputs["unit"], outputs["data"]):
         d = json.loads(data or "{}")

@@ -21,7 +21,9 @@ def register(sub, add_db) -> None:
     run = sub.add_parser("run", help="run a task on a model and store the results")
     run.add_argument("--task", required=True, help="task name (see `evalsuite list`) or lm_eval:NAME")
     run.add_argument("--model", default=DEFAULT_TASK_MODEL,
-                     help="ttt:PATH | hf:PATH | omni:PATH | tiny | tiny-baseline (default: tiny, the bundled tiny model)")
+                     help="ttt:PATH | hf:PATH | omni:PATH | tiny | tiny-baseline | smollm2 | smollm2-ttt | "
+                          "smollm2-ttt-mem | smollm2-ttt-mem-init, optionally @window=N,sinks=N,dtype=... "
+                          "(default: tiny, the bundled tiny model)")
     add_db(run)
     run.add_argument("--limit", type=int, default=None, help="only the first N documents (units)")
     run.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, mps); default cpu")

@@ -7,6 +7,8 @@ systems. Rows per bin: `baseline`, `candidate` (means), `diff` (candidate - base
 the test, so it excludes 0 exactly when p < alpha), `p_value` (paired sign-flip permutation or sign test), `verdict`
 (1 better, 0 no detectable difference at alpha, -1 worse, for the candidate, by `higher_is_better`) and `decidable`
 (0 when there are too few units for the test ever to reach p < alpha: then there is no interval and no verdict).
+`params.bins` keeps only those bins (e.g. the needle distances beyond an attention window), each alone and pooled
+as bin "selected" (a unit counts once per bin it has a value in).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from ..metrics.paired import (decidable, inverted_ci, paired_differences, permut
 from ..models import load_model
 from ..task import KINDS, TaskKind, TaskSpec, Unit, check_section, register_kind
 
-OPTIONAL = {"alpha": 0.05, "test": "permutation"}
+OPTIONAL = {"alpha": 0.05, "test": "permutation", "bins": None}
+SELECTED = "selected"  # the bin of the pooled comparison over params.bins
 SIDES = ("candidate", "baseline")
 
 
@@ -37,6 +40,7 @@ class Params(Schema):
     higher_is_better: bool
     alpha: Annotated[Number, Field(gt=0, lt=1)] = OPTIONAL["alpha"]
     test: Literal["permutation", "sign"] = OPTIONAL["test"]
+    bins: list[str] | None = None  # only these bins of the inner task's metric, each alone and pooled ("selected")
 
 
 @register_kind("compare")
@@ -117,6 +121,9 @@ class Compare(TaskKind):
     def aggregate(self, samples: pd.DataFrame) -> list[dict]:
         cand, base = self.per_unit(samples, "candidate"), self.per_unit(samples, "baseline")
         paired = cand.merge(base, on=["unit", "bin"], suffixes=("_c", "_b"))
+        if self.param("bins") is not None:
+            chosen = paired[paired["bin"].isin(self.param("bins"))]
+            paired = pd.concat([chosen, chosen.assign(bin=SELECTED)], ignore_index=True)
         alpha, test, rows = self.param("alpha"), self.param("test"), []
         self.undecided = {}
         for bin_, part in paired.groupby("bin", sort=False):

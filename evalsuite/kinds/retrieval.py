@@ -10,6 +10,12 @@ overall "") with Wilson 95% intervals, and `chance`. Each sample also stores an 
 excerpt around the inserts), the answer, the model's output, the candidates' log-likelihoods, the actual depth.
 
 `limit` caps the samples per length: one per depth, spread evenly over the depth grid, then more replicates.
+
+Needle distance (the tokens between the needle and the question) is what a windowed attention cannot bridge: every
+sample's bin carries it (`distance=N`, evalsuite.metrics.retrieval.DISTANCE_GRID), so accuracy is also reported per
+distance; with `params.distances` (e.g. [1k, 2k, 4k]) the needle is put at exactly those distances instead of at the
+depths (cells "length=L,distance=N"; a distance that does not fit a length is skipped). A model with an attention
+window also gets an `attention_window` row and a note naming the distance bins beyond it.
 """
 from __future__ import annotations
 
@@ -22,18 +28,19 @@ import pandas as pd
 
 from ..corpus import bundled_books, corpus_hash, user_corpus
 from ..errors import TaskSpecError
-from ..metrics.retrieval import accuracy_rows, all_values_present, cell_bin, rank_correct
+from ..metrics.retrieval import accuracy_rows, all_values_present, cell_bin, distance_bin, rank_correct
 from ..retrieval import book_facts, niah, passkey, variable_tracking
 from ..retrieval.haystack import KINDS as HAYSTACKS
 from ..retrieval.haystack import Corpus, filler
 from ..retrieval.prompt import build, excerpt
 from ..retrieval.reader import read
-from ..task import TaskKind, TaskSpec, Unit, register_kind
+from ..task import TaskKind, TaskSpec, Unit, parse_length, register_kind
 
 DATASET_KEYS = {"source", "split", "path"}
 SCORINGS = ("rank", "generate")
 COMMON = {"depths": list(range(0, 101, 10)), "n": 5, "scoring": list(SCORINGS), "candidates": 4,
-          "answer_tokens": 16, "haystack": "books", "snap_tokens": 48, "chunk_size": 2048}
+          "answer_tokens": 16, "haystack": "books", "snap_tokens": 48, "chunk_size": 2048, "distances": None}
+DISTANCE_MARGIN = 256  # a fixed distance runs at a length only when the length exceeds it by this many tokens
 OUTPUT_SAMPLE = "output"
 SAMPLE_METRIC = {"rank": ("rank_correct", "rank_accuracy"), "generate": ("generate_correct", "generate_accuracy")}
 
@@ -41,7 +48,7 @@ SAMPLE_METRIC = {"rank": ("rank_correct", "rank_accuracy"), "generate": ("genera
 class RetrievalKind(TaskKind):
     """A retrieval kind = a generator (`make(rng, depth, candidates=K, **task_params) -> Problem`) and defaults."""
 
-    metrics = frozenset({"rank_accuracy", "generate_accuracy", "chance"})
+    metrics = frozenset({"rank_accuracy", "generate_accuracy", "chance", "attention_window"})
     make = None
     task_params: dict = {}  # the generator's own params and their defaults
     defaults: dict = {}  # this kind's defaults of COMMON params
@@ -82,6 +89,13 @@ class RetrievalKind(TaskKind):
                 and depths == sorted(set(depths))):
             raise TaskSpecError(f"{where}: params.depths must be increasing whole percentages in [0, 100] (e.g. "
                                 f"[0, 50, 100]), got {depths!r}")
+        distances = get("distances")
+        if distances is not None:
+            if not (isinstance(distances, list) and distances):
+                raise TaskSpecError(f"{where}: params.distances must be a list of token counts (e.g. [1k, 2k, 4k]) "
+                                    f"or absent, got {distances!r}")
+            for d in distances:
+                parse_length(d, f"{where}: params.distances")
         scoring = get("scoring")
         if not (isinstance(scoring, list) and scoring and set(scoring) <= set(SCORINGS)
                 and len(set(scoring)) == len(scoring)):
@@ -100,11 +114,38 @@ class RetrievalKind(TaskKind):
 
     # --- the grid --------------------------------------------------------------------------------------------
 
+    @property
+    def distances(self) -> list[int] | None:
+        d = self.param("distances")
+        return None if d is None else [parse_length(x, "params.distances") for x in d]
+
     def units(self) -> list[Unit]:
-        depths, n = self.param("depths"), self.param("n")
-        cells = spread_cells(len(depths), n, self.limit)
-        return [Unit(f"length={length},depth={depths[d]},rep={r}", (length, depths[d], r))
-                for length in self.spec.lengths for d, r in cells]
+        n = self.param("n")
+        if self.distances is None:
+            depths = self.param("depths")
+            cells = spread_cells(len(depths), n, self.limit)
+            return [Unit(f"length={length},depth={depths[d]},rep={r}", (length, depths[d], r, None))
+                    for length in self.spec.lengths for d, r in cells]
+        units = []
+        for length in self.spec.lengths:
+            fits = [d for d in self.distances if d + DISTANCE_MARGIN <= length]
+            units += [Unit(f"length={length},distance={fits[i]},rep={r}", (length, None, r, fits[i]))
+                      for i, r in spread_cells(len(fits), n, self.limit)] if fits else []
+        return units
+
+    @property
+    def attention_window(self) -> tuple[int, int] | None:
+        """(window, sinks) of the model's attention, None for full attention."""
+        config = getattr(self.model.model, "config", None)
+        window = getattr(config, "attention_window", None)
+        return None if window is None else (int(window), int(getattr(config, "attention_sinks", 0) or 0))
+
+    def notes(self) -> list[str]:
+        if self.attention_window is None:
+            return []
+        window, sinks = self.attention_window
+        return [f"the model attends to a window of {window} tokens (+ {sinks} sink tokens): a needle in a distance "
+                f"bin >= {window} lies beyond every attention layer's reach, only a memory (TTT) can bring it back"]
 
     @cached_property
     def documents(self) -> list:
@@ -128,22 +169,25 @@ class RetrievalKind(TaskKind):
 
     # --- one sample ------------------------------------------------------------------------------------------
 
-    def sample(self, length: int, depth: int, rep: int):
-        """(problem, prompt, candidates' token ids) of one sample for this model's tokenizer."""
+    def sample(self, length: int, depth: int | None, rep: int, distance: int | None = None):
+        """(problem, prompt, candidates' token ids) of one sample for this model's tokenizer: the needle at `depth`
+        (percent), or `distance` tokens before the question."""
         tok = self.model.tokenizer
-        rng = random.Random(f"{self.spec.name}:{self.seed}:{length}:{depth}:{rep}")
-        problem = self.make(rng, depth / 100, candidates=self.param("candidates"),
+        where = depth if distance is None else f"distance={distance}"
+        rng = random.Random(f"{self.spec.name}:{self.seed}:{length}:{where}:{rep}")
+        problem = self.make(rng, 0.5 if depth is None else depth / 100, candidates=self.param("candidates"),
                             **{k: self.param(k) for k in self.task_params})
         candidates = [tok(c, add_special_tokens=False, verbose=False)["input_ids"] for c in problem.candidates]
         haystack = filler(tok) if self.param("haystack") == "filler" else self.books.haystack(tok, rng)
         reserve = max(self.param("answer_tokens"), *map(len, candidates))
-        prompt = build(problem, tok, length, haystack, reserve=reserve, snap=self.param("snap_tokens"))
+        prompt = build(problem, tok, length, haystack, reserve=reserve, snap=self.param("snap_tokens"),
+                       from_end=distance)
         return problem, prompt, candidates
 
     def run_unit(self, unit: Unit) -> list[dict]:
-        length, depth, rep = unit.payload
+        length, depth, rep, fixed = unit.payload
         tok, scoring = self.model.tokenizer, self.param("scoring")
-        problem, prompt, candidates = self.sample(length, depth, rep)
+        problem, prompt, candidates = self.sample(length, depth, rep, fixed)
         reading = read(self.model.model, prompt.ids, candidates=candidates if "rank" in scoring else [],
                        max_new_tokens=self.param("answer_tokens") if "generate" in scoring else 0,
                        stop=lambda ids: "\n" in tok.decode(ids).lstrip(), eos=eos_ids(self.model),
@@ -155,8 +199,11 @@ class RetrievalKind(TaskKind):
         if "generate" in scoring:
             correct["generate"] = all_values_present(text, problem.answers)
         targets = [i for i, ins in enumerate(problem.inserts) if ins.target]
-        bin_ = cell_bin(length, depth)
-        data = {"prompt_id": unit.key, "prompt": excerpt(prompt, tok), "text": text, "answers": list(problem.answers),
+        distance = prompt.distance(targets[0])
+        bin_ = f"length={length},distance={fixed}" if fixed is not None else \
+            f"{cell_bin(length, depth)},distance={distance_bin(distance)}"
+        data = {"prompt_id": unit.key, "distance": distance, "attention_window": self.attention_window,
+                "prompt": excerpt(prompt, tok), "text": text, "answers": list(problem.answers),
                 "candidates": list(problem.candidates), "logprobs": reading.logprobs,
                 **{f"{s}_correct": ok for s, ok in correct.items()},
                 "depth": prompt.depth(targets[0]), "target_depths": [prompt.depth(i) for i in targets],
@@ -177,6 +224,9 @@ class RetrievalKind(TaskKind):
                 if scoring == "rank":
                     rows.append(dict(name="chance", bin="", value=1.0 / self.param("candidates"), n=len(part)))
         wanted = set(self.spec.metrics or self.metrics)
+        if self.attention_window is not None:  # what the distance bins are read against (tables mark them)
+            rows.append(dict(name="attention_window", bin="", value=float(self.attention_window[0]), n=1))
+            wanted.add("attention_window")
         return [r for r in rows if r["name"] in wanted]
 
 

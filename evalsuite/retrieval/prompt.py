@@ -37,9 +37,16 @@ class Prompt:
         """Actual depth of insert i: the share of the haystack before it."""
         return self.positions[i] / self.haystack_tokens
 
+    def distance(self, i: int) -> int:
+        """Tokens between the end of insert i and the question: the haystack (and later inserts) after it."""
+        return self.context[1] - self.spans[i][1]
 
-def build(problem: Problem, tokenizer, length: int, haystack: Haystack, *, reserve: int, snap: int = 48) -> Prompt:
-    """`problem` in `length - reserve` tokens of `tokenizer`, the haystack's tokens drawn from `haystack`."""
+
+def build(problem: Problem, tokenizer, length: int, haystack: Haystack, *, reserve: int, snap: int = 48,
+          from_end: int | None = None) -> Prompt:
+    """`problem` in `length - reserve` tokens of `tokenizer`, the haystack's tokens drawn from `haystack`. With
+    `from_end`, every insert goes `from_end` haystack tokens before the question instead of at its depth (then
+    snapped); a distance the haystack cannot hold is an error."""
     encode = lambda text: tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
     prefix = tokenizer(problem.instruction + "\n\n", verbose=False)["input_ids"]  # the tokenizer's BOS, if any
     suffix = encode("\n\n" + problem.question)
@@ -52,11 +59,15 @@ def build(problem: Problem, tokenizer, length: int, haystack: Haystack, *, reser
             f"length {length} is too short for this sample: its instruction, question and inserts take {fixed} tokens "
             f"and {reserve} are kept for the answer, which leaves no haystack (expected a length above "
             f"{fixed + reserve})")
+    if from_end is not None and not 0 <= from_end <= h:
+        raise PromptTooShortError(f"length {length} holds {h} haystack tokens, too few to put the needle {from_end} "
+                                  f"tokens before the question (expected a longer length)")
     hay = haystack(h)
     if len(hay) != h:
         raise ValueError(f"the haystack gave {len(hay)} tokens, expected {h}")
     pieces = tokenizer.convert_ids_to_tokens(hay)
-    positions = [_snap(round(i.depth * h), h, pieces, tokenizer, hay, snap) for i in problem.inserts]
+    targets = [round(i.depth * h) if from_end is None else h - from_end for i in problem.inserts]
+    positions = [_snap(t, h, pieces, tokenizer, hay, snap) for t in targets]
     ids, spans, cursor = list(prefix), [(0, 0)] * len(inserts), 0
     for i in sorted(range(len(inserts)), key=lambda i: (positions[i], i)):
         ids += hay[cursor:positions[i]]

@@ -1,5 +1,6 @@
-"""A markdown table of retrieval runs: accuracy per context length and overall (with its Wilson 95% interval), the
-chance level and how long each run took (the store's start and finish times), one row per run."""
+"""Markdown tables of retrieval runs, one row per run: accuracy per context length and overall (with its Wilson 95%
+interval), the chance level and how long each run took (the store's start and finish times); or accuracy per needle
+distance, the distances beyond the run's attention window marked with a footnote."""
 from __future__ import annotations
 
 import pandas as pd
@@ -55,3 +56,47 @@ def _k(length: int) -> str:
 def _duration(seconds: float) -> str:
     minutes, s = divmod(round(seconds), 60)
     return f"{minutes} min {s:02d} s" if minutes else f"{s} s"
+
+
+BEYOND = "†"
+
+
+def distance_table(store, run_ids: list[int], metric: str = "rank_accuracy") -> str:
+    """One row per run: task, model, `metric` [95% CI] (n) at each needle distance ("distance=N" rows), marked
+    BEYOND where the distance is at least the run's attention window (its `attention_window` row); a footnote says
+    what the mark means."""
+    rows, distances, marked = [], set(), False
+    for run_id in run_ids:
+        run = store.run(run_id)
+        m = store.metrics(run_id=run_id, name=metric)
+        by_distance = {int(b.removeprefix("distance=")): r for b, r in m.set_index("bin").iterrows()
+                       if b.startswith("distance=")}
+        if not by_distance:
+            raise EvalsuiteError(f"run {run_id} ({run['task']}, {run['model_id']}) has no {metric!r} rows by needle "
+                                 "distance; expected a retrieval run of this version of the suite")
+        window = store.metrics(run_id=run_id, name="attention_window")
+        window = int(window["value"].iloc[0]) if not window.empty else None
+        distances |= set(by_distance)
+        rows.append((run, by_distance, window))
+    distances = sorted(distances)
+    head = ["task", "model", "window", *(f"{_k(d)}" for d in distances)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for run, by_distance, window in rows:
+        cells = []
+        for d in distances:
+            if d not in by_distance:
+                cells.append("")
+                continue
+            r = by_distance[d]
+            beyond = window is not None and d >= window
+            marked |= beyond
+            cells.append(f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] n={int(r['n'])}"
+                         + (f" {BEYOND}" if beyond else ""))
+        lines.append("| " + " | ".join([run["task"], run["model_id"], "full" if window is None else str(window),
+                                        *cells]) + " |")
+    if marked:
+        lines.append("")
+        lines.append(f"{BEYOND} the needle lies at least the model's attention window before the question: no "
+                     "attention layer sees it, only a memory (TTT layers) can bring it back. Columns: tokens between "
+                     "the needle and the question, at least this many (the bin's lower edge).")
+    return "\n".join(lines)

@@ -55,7 +55,8 @@ def test_heatmaps_side_by_side_with_n_per_cell(retrieval_store, monkeypatch):
     at.selectbox(key="retrieval_metric").set_value("generate_accuracy").run()
     assert (chart_data(at.get("vega_lite_chart")[0])["n"] == 2).all()
     at.selectbox(key="retrieval_cell").set_value(f"length={LENGTHS[-1]},depth=100").run()
-    samples = at.dataframe[1].value
+    assert "distance" in at.subheader[1].value  # accuracy by needle distance before the samples
+    samples = at.dataframe[-1].value
     assert len(samples) == 2 and {"answer", "output", "rank", "generate", "prompt"} <= set(samples.columns)
     assert samples["answer"].str.fullmatch(r"\d{5}").all() and samples["depth"].eq(1.0).all()
     assert samples["prompt"].str.contains("What is the pass key?").all()

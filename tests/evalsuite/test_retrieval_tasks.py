@@ -38,7 +38,9 @@ def test_tasks_end_to_end(task, model, request, tmp_path):
     cells = {f"length={L},depth={d}" for L in lengths for d in (0, 50, 100)}
     for metric in ("rank_accuracy", "generate_accuracy"):
         rows = m[m["name"] == metric].set_index("bin")
-        assert set(rows.index) == cells | {f"length={L}" for L in lengths} | {""}
+        distances = {b for b in rows.index if b.startswith("distance=")}  # every sample also counts by distance
+        assert set(rows.index) - distances == cells | {f"length={L}" for L in lengths} | {""}
+        assert distances and rows.loc[sorted(distances), "n"].sum() == 12
         assert (rows.loc[sorted(cells), "n"] == 2).all() and rows.loc["", "n"] == 12
         assert ((rows["ci_low"] <= rows["value"]) & (rows["value"] <= rows["ci_high"])).all()
         assert ((rows["ci_low"] >= 0) & (rows["ci_high"] <= 1)).all()

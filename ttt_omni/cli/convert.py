@@ -27,8 +27,12 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="transformers checkpoint directory (config.json + safetensors)")
     p.add_argument("output", help="new directory for the hybrid checkpoint")
-    p.add_argument("--ttt-layers", type=parse_layers, default=None, help="layers to replace (default: the top 8)")
+    p.add_argument("--ttt-layers", type=parse_layers, default=None,
+                   help="layers that get a TTT layer (default: the top 8)")
     p.add_argument("--ttt-type", choices=["linear", "mlp"], default="linear")
+    p.add_argument("--ttt-mode", choices=["replace", "beside"], default="replace",
+                   help="replace: TTT takes the attention's place; beside: the attention stays and a TTT branch "
+                        "runs beside it, y = attn(x) + g * ttt(x), gate g starting at 0")
     p.add_argument("--mini-batch-size", type=int, default=64)
     p.add_argument("--ttt-base-lr", type=float, default=1.0)
     p.add_argument("--attention-window", type=int, default=None,
@@ -48,6 +52,8 @@ def run(args) -> int:
                    ttt_base_lr=args.ttt_base_lr, attention_window=args.attention_window,
                    attention_sinks=args.attention_sinks, seed=args.seed,
                    init_std=args.init_std)
+    if args.ttt_mode != "replace":
+        options["ttt_mode"] = args.ttt_mode
     if is_omni_checkpoint(args.source):
         report = convert_omni_checkpoint(args.source, args.output, speech_encoder=args.speech_encoder, **options)
         print(report.summary() + " (LLaMA-Omni: speech encoder, projector and generator kept)")

@@ -5,6 +5,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import LlamaConfig
 
 TTT_TYPES = ("linear", "mlp")
+TTT_MODES = ("replace", "beside")
 DEFAULT_TTT_LAYER_COUNT = 8
 
 
@@ -12,7 +13,10 @@ DEFAULT_TTT_LAYER_COUNT = 8
 class TTTLlamaConfig(LlamaConfig):
     """Llama geometry plus the TTT hybrid's own fields.
 
-    ttt_layers: decoder layer indices whose self-attention is replaced by a TTT layer (default: the top 8).
+    ttt_layers: decoder layer indices that get a TTT layer (default: the top 8).
+    ttt_mode: "replace": the TTT layer takes the attention's place; "beside": the attention stays and the TTT layer
+        runs beside it on the same input, `y = attn(x) + g * ttt(x)` with a learnable per-channel gate `g`
+        initialised at 0 (so a fresh model computes exactly what the attention-only model computes).
     ttt_type: "linear" (TTT-Linear) or "mlp" (TTT-MLP).
     mini_batch_size: tokens per inner gradient step.
     ttt_base_lr: base inner learning rate (eta = base_lr * sigmoid(learned gate) / head_dim inside the layer).
@@ -29,6 +33,7 @@ class TTTLlamaConfig(LlamaConfig):
 
     ttt_layers: list[int] | None = None
     ttt_type: str = "linear"
+    ttt_mode: str = "replace"
     mini_batch_size: int = 64
     ttt_base_lr: float = 1.0
     attention_window: int | None = None
@@ -47,6 +52,8 @@ class TTTLlamaConfig(LlamaConfig):
         super().validate_architecture()
         if self.ttt_type not in TTT_TYPES:
             raise ValueError(f"ttt_type={self.ttt_type!r} is unknown; expected one of {TTT_TYPES}")
+        if self.ttt_mode not in TTT_MODES:
+            raise ValueError(f"ttt_mode={self.ttt_mode!r} is unknown; expected one of {TTT_MODES}")
         bad = [i for i in self.ttt_layers if not 0 <= i < self.num_hidden_layers]
         if bad:
             raise ValueError(
@@ -67,9 +74,9 @@ class TTTLlamaConfig(LlamaConfig):
 
     @property
     def attention_layers(self) -> list[int]:
-        """Decoder layers that keep transformers' own attention."""
-        ttt = set(self.ttt_layers)
+        """Decoder layers that keep transformers' own attention (all of them in beside mode)."""
+        ttt = set(self.ttt_layers) if self.ttt_mode == "replace" else set()
         return [i for i in range(self.num_hidden_layers) if i not in ttt]
 
 
-__all__ = ["TTTLlamaConfig", "TTT_TYPES"]
+__all__ = ["TTTLlamaConfig", "TTT_TYPES", "TTT_MODES"]

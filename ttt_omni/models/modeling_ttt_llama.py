@@ -1,4 +1,5 @@
-"""TTT-Llama: transformers' Llama with the self-attention of some decoder layers replaced by TTT layers.
+"""TTT-Llama: transformers' Llama with TTT layers in some decoder layers, replacing their self-attention
+(`ttt_mode="replace"`) or running beside it (`"beside"`).
 
 Everything that is plain Llama (embeddings, RMSNorm, rotary embedding, MLP, the decoder layer's residual wiring and
 the attention in the kept layers) is transformers' own code. What TTT changes:
@@ -65,18 +66,50 @@ class TTTAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, **kwargs):
         # attention_mask / position_embeddings are not needed: the TTT layer is causal by construction and its RoPE
         # positions come from the state (they restart every mini-batch).
-        cache = take_cache(kwargs, "TTTAttention")
-        state = restart = None
-        if cache is not None:
-            state = cache.get_ttt_state(self.layer_idx)
-            restart = cache.pop_ttt_restart(self.layer_idx)
-        try:
-            out, new_state = self.ttt(hidden_states, state, restart_rows=restart)
-        except NonFiniteError as e:
-            raise type(e)(f"TTT layer {self.layer_idx}: {e}") from None
-        if cache is not None:
-            cache.update_ttt_state(new_state, self.layer_idx)
-        return out, None
+        return run_ttt(self.ttt, self.layer_idx, hidden_states, take_cache(kwargs, "TTTAttention")), None
+
+
+def run_ttt(ttt: TTTLinear | TTTMLP, layer_idx: int, hidden_states: torch.Tensor, cache) -> torch.Tensor:
+    """One TTT layer's forward, reading its state from the cache and writing the new state back."""
+    state = restart = None
+    if cache is not None:
+        state = cache.get_ttt_state(layer_idx)
+        restart = cache.pop_ttt_restart(layer_idx)
+    try:
+        out, new_state = ttt(hidden_states, state, restart_rows=restart)
+    except NonFiniteError as e:
+        raise type(e)(f"TTT layer {layer_idx}: {e}") from None
+    if cache is not None:
+        cache.update_ttt_state(new_state, layer_idx)
+    return out
+
+
+class BesideMixin:
+    """Beside mode: the attention stays and a TTT layer reads the same (normed) input,
+    `y = attn(x) + ttt_gate * ttt(x)`. The gate is per output channel and starts at 0, so a fresh layer is the
+    attention exactly; training can only add what the attention misses. Like Hymba's parallel heads, each branch
+    is normalised inside (the TTT layer's post-norm before its o_proj) and the sum is scaled per channel; unlike
+    Titans' memory-as-gate the memory adds to the attention rather than multiplying it, which keeps g = 0 exact.
+    The attention keeps its own parameter names (`self_attn.q_proj`, ...), so a Llama checkpoint loads unchanged;
+    the branch is `self_attn.ttt.*` and `self_attn.ttt_gate`."""
+
+    def _add_ttt_branch(self, config: TTTLlamaConfig) -> None:
+        self.ttt = build_ttt_layer(config)
+        self.ttt_gate = nn.Parameter(torch.zeros(config.hidden_size))
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        cache = take_cache(kwargs, type(self).__name__)
+        out, weights = super().forward(hidden_states, *args, **{CACHE_ARG: cache}, **kwargs)
+        memory = run_ttt(self.ttt, self.layer_idx, hidden_states, cache)
+        return out + self.ttt_gate.to(out.dtype) * memory.to(out.dtype), weights
+
+
+class BesideAttention(BesideMixin, LlamaAttention):
+    """Llama attention (full or sliding window) with a TTT branch beside it."""
+
+    def __init__(self, config: TTTLlamaConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self._add_ttt_branch(config)
 
 
 class TTTDecoderLayer(LlamaDecoderLayer):
@@ -106,6 +139,8 @@ class TTTLlamaPreTrainedModel(LlamaPreTrainedModel):
                 if hasattr(module, name):
                     init.zeros_(getattr(module, name))
             init.ones_(module.ttt_norm_weight)
+        if isinstance(module, BesideMixin):
+            init.zeros_(module.ttt_gate)
 
 
 def _check_padding(attention_mask: torch.Tensor | None, caching: bool) -> None:
@@ -216,6 +251,24 @@ class SinkWindowDecoderLayer(LlamaDecoderLayer):
         self.self_attn = SinkWindowAttention(config, layer_idx)
 
 
+class BesideSinkWindowAttention(BesideMixin, SinkWindowAttention):
+    """Sliding window + attention sinks with a TTT branch beside it."""
+
+    def __init__(self, config: TTTLlamaConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        self._add_ttt_branch(config)
+
+
+class BesideDecoderLayer(LlamaDecoderLayer):
+    """A decoder layer whose attention (full, windowed or with sinks, as the model's other layers) has a TTT branch
+    beside it."""
+
+    def __init__(self, config: TTTLlamaConfig, layer_idx: int):
+        super().__init__(config, layer_idx)
+        sinks = config.attention_window is not None and config.attention_sinks
+        self.self_attn = (BesideSinkWindowAttention if sinks else BesideAttention)(config, layer_idx)
+
+
 class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
     def __init__(self, config: TTTLlamaConfig):
         TTTLlamaPreTrainedModel.__init__(self, config)
@@ -225,8 +278,9 @@ class TTTLlamaModel(TTTLlamaPreTrainedModel, LlamaModel):
         ttt = set(config.ttt_layers)
         kept = SinkWindowDecoderLayer if config.attention_window is not None and config.attention_sinks else \
             LlamaDecoderLayer
+        with_ttt = TTTDecoderLayer if config.ttt_mode == "replace" else BesideDecoderLayer
         self.layers = nn.ModuleList(
-            [(TTTDecoderLayer if i in ttt else kept)(config, i) for i in range(config.num_hidden_layers)]
+            [(with_ttt if i in ttt else kept)(config, i) for i in range(config.num_hidden_layers)]
         )
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config=config)
@@ -323,4 +377,4 @@ class TTTLlamaForCausalLM(TTTLlamaPreTrainedModel, LlamaForCausalLM):
 
 
 __all__ = ["TTTLlamaForCausalLM", "TTTLlamaModel", "TTTLlamaPreTrainedModel", "TTTAttention", "TTTDecoderLayer",
-           "SinkWindowAttention"]
+           "SinkWindowAttention", "BesideDecoderLayer", "BesideMixin"]

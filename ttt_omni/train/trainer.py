@@ -84,8 +84,9 @@ def ttt_layers(model) -> dict[int, TTTBase]:
 
 def param_groups(model, cfg: TrainConfig) -> list[dict]:
     """fp32 inner-model params in their own group (no decay); decay only on matrices; train_only_ttt freezes
-    everything outside the TTT layers; frozen parameters (e.g. the speech encoder) are left out."""
+    everything outside the TTT layers (and their gates beside the attention, in beside mode); frozen parameters (e.g. the speech encoder) are left out."""
     ttt_param_ids = {id(p) for layer in ttt_layers(model).values() for p in layer.parameters()}
+    ttt_param_ids |= {id(p) for name, p in model.named_parameters() if name.endswith(".ttt_gate")}  # beside mode
     inner_ids = {id(p) for m in model.modules() if isinstance(m, TTTInnerParams) for p in m.parameters()}
     inner, decay, no_decay = [], [], []
     for p in model.parameters():
