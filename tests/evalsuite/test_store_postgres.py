@@ -73,7 +73,6 @@ def test_a_run_is_stored_and_read_back(demo_run):
     assert "cum_ppl" in output and "length=512" in output  # the table, printed by run and by show
 
 
-@pytest.mark.xfail(strict=True, reason="item 2 lands on branch holes-store")
 def test_no_output_of_a_run_shows_the_password(demo_run):
     _, password, output = demo_run
     assert "evalsuite:***@" in output
