@@ -313,8 +313,8 @@ class TTTHybridCache(Cache):
         for i in cache.ttt_layers:
             prefix = f"layers.{i}.ttt."
             part = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
-            if part:
-                cache.layers[i].state = TTTState.from_dict(part)
+            if part:  # owned copies: decode steps update a cached state's accumulators in place
+                cache.layers[i].state = TTTState.from_dict({k: v.clone() for k, v in part.items()})
         return cache
 
 

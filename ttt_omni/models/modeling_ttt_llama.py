@@ -71,7 +71,7 @@ class TTTAttention(nn.Module):
             state = cache.get_ttt_state(self.layer_idx)
             restart = cache.pop_ttt_restart(self.layer_idx)
         try:
-            out, new_state = self.ttt(hidden_states, state, restart_rows=restart)
+            out, new_state = self.ttt(hidden_states, state, restart_rows=restart, inplace=cache is not None)
         except NonFiniteError as e:
             raise type(e)(f"TTT layer {self.layer_idx}: {e}") from None
         if cache is not None:
