@@ -154,8 +154,8 @@ class TTTBase(nn.Module):
         xk = self._rope(heads(self.k_proj(hidden_states)), positions)
         xv = heads(self.v_proj(hidden_states))
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            gate = torch.einsum("btd,hd->bht", hidden_states.to(p["lr_weight"].dtype), p["lr_weight"])
-            lr = self.base_lr * torch.sigmoid(gate + p["lr_bias"][:, None]) / F
+            gate = nn.functional.linear(hidden_states.to(p["lr_weight"].dtype), p["lr_weight"], p["lr_bias"])
+            lr = self.base_lr * torch.sigmoid(gate.transpose(1, 2)) / F
             token_idx = 1.0 / torch.arange(1, K + 1, device=hidden_states.device, dtype=p["token_idx_bias"].dtype)
             token_scale = torch.clamp_min(token_idx + p["token_idx_bias"], 0.0)
         return xq, xk, xv, lr, token_scale

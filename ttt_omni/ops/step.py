@@ -12,9 +12,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .chunked import gelu_grad, ln_l2_grad
-from .inner import gelu, head_layer_norm
+from .chunked import gelu_grad
+from .inner import LN_EPS, gelu
 from .state import TTTState
+
+
+def _normalize(z: Tensor) -> tuple[Tensor, Tensor]:
+    """(z - mean) / std over the last dim and 1 / std, in one kernel."""
+    x_hat, _, rstd = torch.native_layer_norm(z, z.shape[-1:], None, None, LN_EPS)
+    return x_hat, rstd
+
+
+def _layer_norm(z: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """inner.head_layer_norm for z [B,H,1,F]."""
+    return torch.addcmul(bias[:, None], _normalize(z)[0], weight[:, None])
+
+
+def _ln_l2_grad(z: Tensor, target: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """chunked.ln_l2_grad with the normalisation in one kernel."""
+    F = z.shape[-1]
+    x_hat, rstd = _normalize(z)
+    w = weight[:, None]
+    grad_x_hat = (torch.addcmul(bias[:, None], w, x_hat) - target) * w
+    return (F * grad_x_hat - grad_x_hat.sum(-1, keepdim=True)
+            - x_hat * (grad_x_hat * x_hat).sum(-1, keepdim=True)) * (rstd / F)
 
 
 def _accumulate(acc: tuple[Tensor, Tensor] | None, x: Tensor, lg: Tensor, inplace: bool) -> tuple[Tensor, Tensor]:
@@ -42,19 +63,19 @@ def ttt_step(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor
     W1, b1 = params[0], params[1]
     z1 = k @ W1 + b1
     if len(params) == 2:
-        g1 = ln_l2_grad(z1, v - k, ln_weight, ln_bias)
+        g1 = _ln_l2_grad(z1, v - k, ln_weight, ln_bias)
         acc = [_accumulate(None if opens else grads[0:2], k, lr * g1, inplace)]
         z = q @ W1 + b1 - s * (q @ acc[0][0] + acc[0][1])
     else:
         W2, b2 = params[2], params[3]
         x2 = gelu(z1)
-        g2 = ln_l2_grad(x2 @ W2 + b2, v - k, ln_weight, ln_bias)
+        g2 = _ln_l2_grad(x2 @ W2 + b2, v - k, ln_weight, ln_bias)
         g1 = (g2 @ W2.transpose(-1, -2)) * gelu_grad(z1)
         acc = [_accumulate(None if opens else grads[0:2], k, lr * g1, inplace),
                _accumulate(None if opens else grads[2:4], x2, lr * g2, inplace)]
         h = gelu(q @ W1 + b1 - s * (q @ acc[0][0] + acc[0][1]))
         z = h @ W2 + b2 - s * (h @ acc[1][0] + acc[1][1])
-    out = q + head_layer_norm(z, ln_weight, ln_bias)
+    out = q + _layer_norm(z, ln_weight, ln_bias)
     new_grads = tuple(t for pair in acc for t in pair)
     if pos == K - 1:  # the token closes its mini-batch
         params = tuple(p - s * g for p, g in zip(params, new_grads))
