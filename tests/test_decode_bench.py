@@ -52,3 +52,12 @@ def test_bad_arguments_are_one_line_errors(bench, args, message, capsys):
 def test_specs_with_options_split_from_the_list(bench):
     assert bench.split_specs("smollm2,smollm2-ttt@window=1024,sinks=4,tiny") == [
         "smollm2", "smollm2-ttt@window=1024,sinks=4", "tiny"]
+
+
+def test_its_section_of_the_performance_table_is_replaced_and_the_rest_kept(bench, tmp_path):
+    table = tmp_path / "performance.md"
+    table.write_text("# GPU tables\n\n| a |\n")
+    bench.write_section(table, f"{bench.SECTION_START}\nfirst\n{bench.SECTION_END}")
+    bench.write_section(table, f"{bench.SECTION_START}\nsecond\n{bench.SECTION_END}")
+    text = table.read_text()
+    assert text.startswith("# GPU tables\n\n| a |\n") and "second" in text and "first" not in text
