@@ -418,7 +418,9 @@ def write(res: dict, out: str, table: str) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(res, indent=2))
     Path(table).parent.mkdir(parents=True, exist_ok=True)
-    Path(table).write_text(markdown(res))
+    old = Path(table).read_text() if Path(table).is_file() else ""
+    cpu = "<!-- bench/decode.py: start -->"  # bench/decode.py's CPU section stays beside the GPU tables
+    Path(table).write_text(markdown(res) + ("\n" + cpu + old.split(cpu, 1)[1] if cpu in old else ""))
 
 
 def quick() -> list[dict]:

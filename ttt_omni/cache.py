@@ -30,7 +30,11 @@ def sink_window_positions(seen: int, window: int, sinks: int) -> Tensor:
 class SinkWindowLayer(DynamicLayer):
     """KV cache of a sliding-window attention layer that keeps the first `sinks` tokens of the sequence too
     (attention sinks, StreamingLLM): at most `sinks + window - 1` past tokens, at the positions
-    `sink_window_positions` names, in that order."""
+    `sink_window_positions` names.
+
+    Held in a ring: the sinks first, then position p >= sinks at slot sinks + (p - sinks) % (window - 1), so a decode
+    step writes its key over the one that just left the window instead of copying the window (`attend_next`). Until
+    the window is full the slots are the positions in order; `ordered()` gives them in position order always."""
 
     is_sliding = True
 
@@ -39,22 +43,71 @@ class SinkWindowLayer(DynamicLayer):
         self.sliding_window, self.sinks = sliding_window, sinks
         self.cumulative_length = 0
 
+    def _shift(self, seen: int) -> int:
+        """How far the window part of the ring is rotated after `seen` tokens (0 until the window is full)."""
+        ring = self.sliding_window - 1
+        if ring < 1 or seen <= self.sinks + ring:
+            return 0
+        return (seen - ring - self.sinks) % ring
+
+    def ordered(self, tensor: Tensor | None = None, seen: int | None = None) -> Tensor:
+        """`tensor` (default: the held keys) in position order."""
+        return self._roll(self.keys if tensor is None else tensor, self.cumulative_length if seen is None else seen, -1)
+
+    def _roll(self, tensor: Tensor, seen: int, sign: int) -> Tensor:
+        shift = self._shift(seen)
+        if not shift:
+            return tensor
+        return torch.cat([tensor[..., :self.sinks, :], tensor[..., self.sinks:, :].roll(sign * shift, dims=-2)], dim=-2)
+
     def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
-        """Returns the kept past keys/values followed by the new ones; then keeps what the next call needs."""
+        """Returns the kept past keys/values in position order followed by the new ones; then keeps what the next
+        call needs (in ring order)."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        keys = torch.cat([self.keys, key_states], dim=-2)
-        values = torch.cat([self.values, value_states], dim=-2)
+        past = self.cumulative_length
+        keys = torch.cat([self.ordered(self.keys), key_states], dim=-2)
+        values = torch.cat([self.ordered(self.values), value_states], dim=-2)
         self.cumulative_length += key_states.shape[-2]
         seen = self.cumulative_length
-        new = key_states.shape[-2]
         # positions of `keys` (ascending): what was held, then the new tokens; keep the subset the next call needs
-        positions = torch.cat([sink_window_positions(seen - new, self.sliding_window, self.sinks),
-                               torch.arange(seen - new, seen)])
+        positions = torch.cat([sink_window_positions(past, self.sliding_window, self.sinks), torch.arange(past, seen)])
         rows = torch.searchsorted(positions, sink_window_positions(seen, self.sliding_window, self.sinks))
         rows = rows.to(keys.device)
-        self.keys, self.values = keys.index_select(-2, rows), values.index_select(-2, rows)
+        self.keys = self._roll(keys.index_select(-2, rows), seen, 1)
+        self.values = self._roll(values.index_select(-2, rows), seen, 1)
         return keys, values
+
+    def attend_next(self, query: Tensor, sink_query: Tensor, key: Tensor, value: Tensor, scaling: float) -> Tensor:
+        """Decode step: attention of one new token (query [B,H,1,D]; sink_query, the query rotated for the sinks;
+        key/value [B,KV,1,D]) over every held token and itself, all of which it sees (no padding), then the new
+        key/value take the slot of the token that left the window. No copy of the window, no repeat of the KV heads.
+        Same result as `update` followed by the masked attention over its output."""
+        B, H, _, D = query.shape
+        kv = key.shape[1]
+        if not self.is_initialized or self.keys.dim() != 4:
+            self.lazy_initialization(key, value)
+            self.keys, self.values = key[..., :0, :], value[..., :0, :]
+        q = query.reshape(B, kv, H // kv, D)
+        held = self.keys.shape[-2]
+        scores = q @ self.keys.transpose(-1, -2)  # [B, KV, groups, held]
+        n_sinks = min(self.cumulative_length, self.sinks)
+        if n_sinks:
+            scores[..., :n_sinks] = sink_query.reshape(B, kv, H // kv, D) @ self.keys[..., :n_sinks, :].transpose(-1, -2)
+        scores = torch.cat([scores, q @ key.transpose(-1, -2)], dim=-1) * scaling
+        probs = torch.softmax(scores.float(), dim=-1).to(value.dtype)
+        out = probs[..., :held] @ self.values + probs[..., held:] * value
+        position = self.cumulative_length
+        self.cumulative_length += 1
+        ring = self.sliding_window - 1
+        if position < self.sinks + ring:  # still filling: slots are positions
+            self.keys = torch.cat([self.keys, key], dim=-2)
+            self.values = torch.cat([self.values, value], dim=-2)
+        elif ring:
+            slot = self.sinks + (position - self.sinks) % ring
+            self.keys[..., slot:slot + 1, :] = key
+            self.values[..., slot:slot + 1, :] = value
+        return out.reshape(B, H, 1, D)
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.keys_held() + query_length, 0
@@ -245,8 +298,11 @@ class TTTHybridCache(Cache):
         for i in self.attention_layers:
             layer = self.layers[i]
             if layer.is_initialized and layer.keys is not None and layer.keys.numel():
-                out[f"layers.{i}.keys"] = layer.keys.detach().contiguous()
-                out[f"layers.{i}.values"] = layer.values.detach().contiguous()
+                keys, values = layer.keys, layer.values
+                if isinstance(layer, SinkWindowLayer):  # position order on disk; a copy, as decoding writes in place
+                    keys, values = layer.ordered(keys).clone(), layer.ordered(values).clone()
+                out[f"layers.{i}.keys"] = keys.detach().contiguous()
+                out[f"layers.{i}.values"] = values.detach().contiguous()
             out[f"layers.{i}.seen"] = torch.tensor(layer.get_seq_length(), dtype=torch.int64)
         for i in self.ttt_layers:
             state = self._ttt_layer(i).state
@@ -274,13 +330,16 @@ class TTTHybridCache(Cache):
                 layer.keys, layer.values = keys, values
             if isinstance(layer, (DynamicSlidingWindowLayer, SinkWindowLayer)):
                 layer.cumulative_length = seen
+            if isinstance(layer, SinkWindowLayer) and layer.is_initialized:  # position order -> ring, owned copies
+                layer.keys = layer._roll(layer.keys, seen, 1).clone()
+                layer.values = layer._roll(layer.values, seen, 1).clone()
             elif layer.get_seq_length() != seen:
                 raise ValueError(f"cache data for layer {i} holds {layer.get_seq_length()} tokens, expected {seen}")
         for i in cache.ttt_layers:
             prefix = f"layers.{i}.ttt."
             part = {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix)}
-            if part:
-                cache._ttt_layer(i).state = TTTState.from_dict(part)
+            if part:  # owned copies: decode steps update a cached state's accumulators in place
+                cache._ttt_layer(i).state = TTTState.from_dict({k: v.clone() for k, v in part.items()})
         return cache
 
 

@@ -49,7 +49,7 @@ class TTTInnerParams(nn.Module):
     def forward(self) -> dict[str, Tensor]:
         """The parameters by name. Layers read them through this call so that wrappers which gather parameters
         around a module's forward (FSDP2) see the access."""
-        return dict(self.named_parameters(recurse=False))
+        return {n: p for n, p in self._parameters.items() if p is not None}
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -57,7 +57,7 @@ class TTTInnerParams(nn.Module):
         return self
 
     def check_dtype(self) -> None:
-        bad = [f"{n} ({p.dtype})" for n, p in self.named_parameters() if p.dtype not in STATE_DTYPES]
+        bad = [f"{n} ({p.dtype})" for n, p in self._parameters.items() if p is not None and p.dtype not in STATE_DTYPES]
         if bad:
             raise TypeError(
                 f"TTT inner parameters must be float32 but {', '.join(bad)} are not. Something assigned half-precision "
@@ -105,6 +105,7 @@ class TTTBase(nn.Module):
         self.post_norm = nn.LayerNorm(width, eps=1e-6)
         self.inner = TTTInnerParams(self.kind, num_heads, head_dim, hidden_size, mini_batch_size)
         self.rope_theta = rope_theta
+        self._rope_tables: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def init_state(self, batch_size: int, params: dict[str, Tensor] | None = None) -> TTTState:
         """A fresh state from the learnable initial weights (differentiable w.r.t. them when grad is enabled; under
@@ -115,14 +116,29 @@ class TTTBase(nn.Module):
         return TTTState.fresh(*((p[n] if grad else p[n].detach()).unsqueeze(0).expand(batch_size, -1, -1, -1)
                                 for n in names))
 
-    def _rope(self, x: Tensor, positions: Tensor) -> Tensor:
-        # Computed in (at least) float32 on the fly: a buffer would be cast with the module to bf16.
-        F, dtype = self.head_dim, torch.promote_types(x.dtype, torch.float32)
-        inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, F, 2, device=x.device, dtype=dtype) / F)
-        freqs = positions[:, None].to(dtype) * inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
+    def _rope_table(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """cos, sin [mini_batch_size, head_dim] of every in-mini-batch position, in (at least) float32. Kept in a
+        plain attribute (a buffer would be cast with the module to bf16); made once per device and dtype."""
+        key = (device, dtype)
+        if key not in self._rope_tables:
+            with torch.inference_mode(False):  # a table made during inference must serve training later too
+                self._rope_tables[key] = self._make_rope_table(device, dtype)
+        return self._rope_tables[key]
+
+    def _make_rope_table(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        F, K = self.head_dim, self.mini_batch_size
+        with torch.no_grad():
+            inv_freq = 1.0 / self.rope_theta ** (torch.arange(0, F, 2, device=device, dtype=dtype) / F)
+            freqs = torch.arange(K, device=device)[:, None].to(dtype) * inv_freq[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            return emb.cos(), emb.sin()
+
+    def _rope(self, x: Tensor, positions: Tensor | slice) -> Tensor:
+        """x [B,H,T,F] rotated at in-mini-batch `positions` (indices or a slice into 0..mini_batch_size-1)."""
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        cos, sin = (t[positions] for t in self._rope_table(x.device, dtype))
         xf = x.to(dtype)
-        return (xf * emb.cos() + _rotate_half(xf) * emb.sin()).to(x.dtype)
+        return (xf * cos + _rotate_half(xf) * sin).to(x.dtype)
 
     def _scan_inputs(self, hidden_states: Tensor, start: int, p: dict[str, Tensor]):
         """q, k, v [B,H,T,F] with per-mini-batch RoPE, the lr gate [B,H,T] and token scales [K]."""
@@ -132,13 +148,14 @@ class TTTBase(nn.Module):
         def heads(x: Tensor) -> Tensor:
             return x.view(B, T, H, F).transpose(1, 2)
 
-        positions = (start + torch.arange(T, device=hidden_states.device)) % K
+        pos = start % K
+        positions = slice(pos, pos + T) if pos + T <= K else (start + torch.arange(T, device=hidden_states.device)) % K
         xq = self._rope(heads(self.q_proj(hidden_states)), positions)
         xk = self._rope(heads(self.k_proj(hidden_states)), positions)
         xv = heads(self.v_proj(hidden_states))
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            gate = torch.einsum("btd,hd->bht", hidden_states.to(p["lr_weight"].dtype), p["lr_weight"])
-            lr = self.base_lr * torch.sigmoid(gate + p["lr_bias"][:, None]) / F
+            gate = nn.functional.linear(hidden_states.to(p["lr_weight"].dtype), p["lr_weight"], p["lr_bias"])
+            lr = self.base_lr * torch.sigmoid(gate.transpose(1, 2)) / F
             token_idx = 1.0 / torch.arange(1, K + 1, device=hidden_states.device, dtype=p["token_idx_bias"].dtype)
             token_scale = torch.clamp_min(token_idx + p["token_idx_bias"], 0.0)
         return xq, xk, xv, lr, token_scale
@@ -156,9 +173,10 @@ class TTTBase(nn.Module):
         return 0.5 * ((pred - (v - k)) ** 2).sum(-1).mean()
 
     def forward(self, hidden_states: Tensor, state: TTTState | None = None,
-                restart_rows: Tensor | None = None) -> tuple[Tensor, TTTState]:
+                restart_rows: Tensor | None = None, inplace: bool = False) -> tuple[Tensor, TTTState]:
         """`restart_rows` ([batch] bool): rows whose `state` is replaced by a fresh one (a new conversation starts);
-        the state must then sit at a mini-batch boundary."""
+        the state must then sit at a mini-batch boundary. `inplace`: the caller gives up `state` (a cache replacing
+        it with the returned one), so a decode step may update its accumulators where they lie."""
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.hidden_size:
             raise ValueError(f"hidden_states must be [batch, seq, {self.hidden_size}], got {tuple(hidden_states.shape)}")
         self.inner.check_dtype()
@@ -171,7 +189,7 @@ class TTTBase(nn.Module):
         xq, xk, xv, lr, token_scale = self._scan_inputs(hidden_states, state.seen, p)
         scan = ops.ttt_linear if self.kind == "linear" else ops.ttt_mlp
         out, state = scan(xq, xk, xv, lr, token_scale, p["ttt_norm_weight"], p["ttt_norm_bias"], state,
-                          checkpoint_every=self.scan_checkpoint_every)
+                          checkpoint_every=self.scan_checkpoint_every, inplace=inplace)
         out = self.post_norm(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
         if self.g_proj is not None:
             out = nn.functional.gelu(self.g_proj(hidden_states), approximate="tanh") * out

@@ -76,7 +76,7 @@ def run_ttt(ttt: TTTLinear | TTTMLP, layer_idx: int, hidden_states: torch.Tensor
         state = cache.get_ttt_state(layer_idx)
         restart = cache.pop_ttt_restart(layer_idx)
     try:
-        out, new_state = ttt(hidden_states, state, restart_rows=restart)
+        out, new_state = ttt(hidden_states, state, restart_rows=restart, inplace=cache is not None)
     except NonFiniteError as e:
         raise type(e)(f"TTT layer {layer_idx}: {e}") from None
     if cache is not None:
@@ -170,12 +170,14 @@ class SinkWindowLayout:
     rotation: (cos, sin) [batch, queries, head_dim] of the RoPE rotation that moves a query from its position q to
         min(q, attention_window + attention_sinks - 1); a query scores the sinks from there.
     blocks: (first query, end query, first key, end key): beside the sinks, a block of queries sees only those keys.
+    decode: one query that sees every key (no padding): the cache's ring-buffer step (`SinkWindowLayer.attend_next`).
     """
 
     mask: torch.Tensor
     sink_columns: int
     rotation: tuple[torch.Tensor, torch.Tensor]
     blocks: list[tuple[int, int, int, int]]
+    decode: bool = False
 
 
 def sink_window_layout(config: TTTLlamaConfig, rotary: LlamaRotaryEmbedding, inputs_embeds: torch.Tensor,
@@ -210,7 +212,8 @@ def sink_window_layout(config: TTTLlamaConfig, rotary: LlamaRotaryEmbedding, inp
         lo = int(torch.searchsorted(k[0].contiguous(), q[0, a] - window + 1))
         hi = int(torch.searchsorted(k[0].contiguous(), q[0, b - 1], right=True))
         blocks.append((a, b, max(lo, sink_columns), max(hi, sink_columns)))
-    return SinkWindowLayout(allowed[:, None], sink_columns, rotation, blocks)
+    decode = q.shape[1] == 1 and bool(allowed.all())
+    return SinkWindowLayout(allowed[:, None], sink_columns, rotation, blocks, decode)
 
 
 class SinkWindowAttention(LlamaAttention):
@@ -227,12 +230,15 @@ class SinkWindowAttention(LlamaAttention):
         key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
+        cos, sin = (t[:, None] for t in sink_layout.rotation)
+        sink_query = query * cos + rotate_half(query) * sin
+        if cache is not None and sink_layout.decode and not torch.is_grad_enabled():
+            out = cache.layers[self.layer_idx].attend_next(query, sink_query, key, value, self.scaling)
+            return self.o_proj(out.transpose(1, 2).reshape(*input_shape, -1)), None
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
         key, value = repeat_kv(key, self.num_key_value_groups), repeat_kv(value, self.num_key_value_groups)
         n, mask = sink_layout.sink_columns, sink_layout.mask
-        cos, sin = (t[:, None] for t in sink_layout.rotation)
-        sink_query = query * cos + rotate_half(query) * sin
         out = torch.empty_like(query)
         for a, b, lo, hi in sink_layout.blocks:
             scores = torch.cat([sink_query[:, :, a:b] @ key[:, :, :n].transpose(2, 3),

@@ -10,7 +10,14 @@ Arguments (B batch, H heads, T tokens, F head dim, K mini-batch size):
 Returns (out [B,H,T,F] in xq's dtype, final TTTState). out_t = q_t + LN(f_t(q_t)).
 Backends: "naive", "chunked", "triton" (fused GPU kernels, forward only: with autograd it runs chunked). The
 default is the fastest correct one for the inputs' device: triton on CUDA when triton imports, else chunked.
-TTT_OMNI_BACKEND=naive|chunked|triton (or backend=...) forces one.
+TTT_OMNI_BACKEND=naive|chunked|triton (or backend=...) forces one. A chunked call of one token without autograd (a
+decode step) runs step.ttt_step; `inplace=True` lets it update the state's accumulators where they lie (the caller
+gives up `state`: the model's cache does).
+
+NaN/Inf in the state or inputs raise NonFiniteStateError / NonFiniteInputError. On the CPU every call checks; on
+other devices (where the check is a host synchronisation) a decode step checks only when its position is a multiple
+of $TTT_OMNI_FINITE_CHECK_EVERY (default: every mini-batch) and calls of several tokens always check: a NaN that
+entered the state since is still there (the accumulators and, at the mini-batch's end, the weights carry it).
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from torch import Tensor
 
 from .chunked import ttt_chunked
 from .naive import ttt_naive
+from .step import ttt_step
 from .precision import triton_precision
 from .state import TTTState
 from .validate import check_finite, check_inputs, check_state
@@ -69,13 +77,25 @@ def _select(backend: str | None, device: torch.device):
     return name, BACKENDS[name]
 
 
-def _run(kind: str, xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend):
-    B, H, _, F = check_inputs(xq, xk, xv, lr, token_scale, ln_weight, ln_bias)
+def finite_check_every(device: torch.device, mini_batch_size: int) -> int:
+    """Decode steps between finiteness checks on `device`: 1 on the CPU (no host synchronisation to save), else
+    $TTT_OMNI_FINITE_CHECK_EVERY or the mini-batch size."""
+    if device.type == "cpu":
+        return int(os.environ.get("TTT_OMNI_FINITE_CHECK_EVERY", 1))
+    return int(os.environ.get("TTT_OMNI_FINITE_CHECK_EVERY", mini_batch_size))
+
+
+def _run(kind: str, xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend,
+         inplace=False):
+    B, H, T, F = check_inputs(xq, xk, xv, lr, token_scale, ln_weight, ln_bias)
     check_state(state, kind, B, H, F)
-    check_finite(state, dict(xq=xq, xk=xk, xv=xv, lr=lr, token_scale=token_scale, ln_weight=ln_weight,
-                             ln_bias=ln_bias))
+    if T != 1 or state.seen % max(1, finite_check_every(xq.device, token_scale.shape[0])) == 0:
+        check_finite(state, dict(xq=xq, xk=xk, xv=xv, lr=lr, token_scale=token_scale, ln_weight=ln_weight,
+                                 ln_bias=ln_bias))
     name, fn = _select(backend, xq.device)
     kwargs = {"checkpoint_every": checkpoint_every} if name != "naive" else {}
+    if name == "chunked" and T == 1 and not torch.is_grad_enabled():
+        fn, kwargs = ttt_step, {"inplace": inplace}
     with torch.autocast(device_type=xq.device.type, enabled=False):
         out, new_state = fn(xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, **kwargs)
     return out.to(xq.dtype), new_state
@@ -83,13 +103,15 @@ def _run(kind: str, xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, chec
 
 def ttt_linear(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor, ln_weight: Tensor,
                ln_bias: Tensor, state: TTTState, *, checkpoint_every: int | None = None,
-               backend: str | None = None) -> tuple[Tensor, TTTState]:
+               backend: str | None = None, inplace: bool = False) -> tuple[Tensor, TTTState]:
     """TTT-Linear scan: inner model f(x) = x W1 + b1."""
-    return _run("linear", xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend)
+    return _run("linear", xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend,
+                inplace)
 
 
 def ttt_mlp(xq: Tensor, xk: Tensor, xv: Tensor, lr: Tensor, token_scale: Tensor, ln_weight: Tensor,
             ln_bias: Tensor, state: TTTState, *, checkpoint_every: int | None = None,
-            backend: str | None = None) -> tuple[Tensor, TTTState]:
+            backend: str | None = None, inplace: bool = False) -> tuple[Tensor, TTTState]:
     """TTT-MLP scan: inner model f(x) = gelu(x W1 + b1) W2 + b2."""
-    return _run("mlp", xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend)
+    return _run("mlp", xq, xk, xv, lr, token_scale, ln_weight, ln_bias, state, checkpoint_every, backend,
+                inplace)

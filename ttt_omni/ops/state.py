@@ -88,8 +88,9 @@ class TTTState:
         return sum(t.numel() * t.element_size() for t in self.tensors().values())
 
     def to_dict(self) -> dict[str, Tensor]:
-        """Flat tensors for safetensors / torch.save; `seen` is stored as a 0-d int64 tensor."""
-        out = {k: v.detach().contiguous() for k, v in self.tensors().items()}
+        """Flat tensors for safetensors / torch.save (copies: a cache's decode steps update its state in place);
+        `seen` is stored as a 0-d int64 tensor."""
+        out = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in self.tensors().items()}
         out["seen"] = torch.tensor(self.seen, dtype=torch.int64)
         return out
 
